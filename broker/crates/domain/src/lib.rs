@@ -1,0 +1,17 @@
+//! The shared vocabulary of Leash: identifiers, keyed hashes, token and lease
+//! records, audit events and their hash chain, and the clock.
+//!
+//! This crate does no I/O. Nothing in it may print, log or `Debug` a token,
+//! a lease id or a secret value: the types that hold them redact themselves.
+
+pub mod audit;
+pub mod clock;
+pub mod crypto;
+pub mod records;
+
+pub use audit::{AuditEvent, Decision, StoredEvent};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use crypto::{Digest, KeyError, KeyedHasher, SecretToken};
+pub use records::{
+    CommitUnit, Committed, LeaseRecord, Mutation, NotApplied, Outcome, Refusal, TokenRecord,
+};

@@ -1,0 +1,256 @@
+//! Tokens, leases and the units of work the store commits.
+//!
+//! Every request ends in exactly one [`CommitUnit`]: an audit event and, for
+//! requests that change state, one [`Mutation`]. The store applies the
+//! mutation and inserts the event in one transaction. Mutations that extend
+//! access are conditional (the token must still be live, the lease still
+//! owned and unrevoked); when the condition fails the store records the
+//! event as a refusal instead, so the audit log always says what happened.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEvent;
+use crate::crypto::Digest;
+
+/// A broker token, as stored. The token itself is never stored: `hash` is
+/// its keyed digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Keyed digest of the token.
+    pub hash: Digest,
+    /// The non-secret handle shown in lookups and audit rows.
+    pub accessor: String,
+    /// The workload the token was issued to.
+    pub workload: String,
+    /// The auth method path that issued it, e.g. `auth/jwt/login`.
+    pub auth_path: String,
+    /// The issuer that attested the caller.
+    pub issuer: String,
+    /// The attested subject.
+    pub subject: String,
+    /// The source address at login.
+    pub source: String,
+    /// Metadata shown in the Vault `auth.metadata` block (string→string).
+    pub meta: BTreeMap<String, String>,
+    /// When the token was issued.
+    pub created_at: DateTime<Utc>,
+    /// When it expires unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// It never lives past this (the workload's max TTL, the JWT's `exp`).
+    pub max_expires_at: DateTime<Utc>,
+    /// The default TTL a renewal grants, in seconds.
+    pub ttl_secs: i64,
+    /// Whether renew-self is allowed.
+    pub renewable: bool,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    /// Live at `now`: not revoked, not expired.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A lease on a secret that was handed out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Keyed digest of the lease id.
+    pub hash: Digest,
+    /// Digest of the token that owns it.
+    pub token_hash: Digest,
+    /// The workload that holds it.
+    pub workload: String,
+    /// The canonical resource path, e.g. `secret/payments/db`.
+    pub path: String,
+    /// The public part of the lease id, e.g. `secret/data/payments/db`;
+    /// revoke-prefix matches on it.
+    pub lease_path: String,
+    /// When it was issued.
+    pub issued_at: DateTime<Utc>,
+    /// When it expires unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// It never lives past this.
+    pub max_expires_at: DateTime<Utc>,
+    /// The default TTL a renewal grants, in seconds.
+    pub ttl_secs: i64,
+    /// Whether it may be renewed.
+    pub renewable: bool,
+    /// The last renewal.
+    pub last_renewal: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl LeaseRecord {
+    /// Live at `now`: not revoked, not expired.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A change of state, applied in the same transaction as its audit event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    /// Store a new token. Always applies.
+    InsertToken(TokenRecord),
+    /// Store a new lease. Applies only if the owning token is live at
+    /// `issued_at`: a token revoked while a read was in flight hands out
+    /// nothing.
+    InsertLease(LeaseRecord),
+    /// Extend a lease to `expires_at`. Applies only if the lease exists, is
+    /// owned by `token`, is live at `now`, is renewable, and `token` is live.
+    RenewLease {
+        /// The lease.
+        lease: Digest,
+        /// The presenting token.
+        token: Digest,
+        /// The time of the request.
+        now: DateTime<Utc>,
+        /// The new expiry (already capped by the caller).
+        expires_at: DateTime<Utc>,
+    },
+    /// Extend a token to `expires_at`. Applies only if it is live and
+    /// renewable.
+    RenewToken {
+        /// The token.
+        token: Digest,
+        /// The time of the request.
+        now: DateTime<Utc>,
+        /// The new expiry (already capped by the caller).
+        expires_at: DateTime<Utc>,
+    },
+    /// Revoke one lease. With `owner`, only if that token owns it. Applies
+    /// (affecting 0 rows) when there is nothing to revoke: revocation is
+    /// idempotent.
+    RevokeLease {
+        /// The lease.
+        lease: Digest,
+        /// The token that must own it, or `None` for an operator.
+        owner: Option<Digest>,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
+    /// Revoke every unrevoked lease whose `lease_path` starts with `prefix`
+    /// (a literal prefix, never a pattern). With `owner`, only its leases.
+    RevokeLeasePrefix {
+        /// The literal prefix.
+        prefix: String,
+        /// The token that must own them, or `None` for an operator.
+        owner: Option<Digest>,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
+    /// Revoke a token and every lease it owns.
+    RevokeToken {
+        /// The token.
+        token: Digest,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
+}
+
+/// Why a conditional mutation did not apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotApplied {
+    /// The token is revoked, expired or unknown.
+    TokenNotLive,
+    /// No such lease, or it belongs to another token.
+    LeaseNotFound,
+    /// The lease was revoked.
+    LeaseRevoked,
+    /// The lease has expired.
+    LeaseExpired,
+    /// The lease or token may not be renewed.
+    NotRenewable,
+}
+
+impl NotApplied {
+    /// A short description for the audit reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotApplied::TokenNotLive => "token not live",
+            NotApplied::LeaseNotFound => "lease not found",
+            NotApplied::LeaseRevoked => "lease revoked",
+            NotApplied::LeaseExpired => "lease expired",
+            NotApplied::NotRenewable => "not renewable",
+        }
+    }
+}
+
+/// What the event should say if the mutation does not apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status the caller will get.
+    pub status: u16,
+    /// The reason to record.
+    pub reason: String,
+}
+
+/// One request's worth of work for the store.
+#[derive(Debug, Clone)]
+pub struct CommitUnit {
+    /// The change, if the request changes state.
+    pub mutation: Option<Mutation>,
+    /// The audit event, written as allowed/denied by the caller.
+    pub event: AuditEvent,
+    /// How to rewrite the event if the mutation does not apply. Without it
+    /// the event is recorded as denied with status 403.
+    pub on_refusal: Option<Refusal>,
+}
+
+impl CommitUnit {
+    /// A unit that only records an event.
+    pub fn event(event: AuditEvent) -> Self {
+        Self {
+            mutation: None,
+            event,
+            on_refusal: None,
+        }
+    }
+
+    /// The event the store must record for `outcome`: the caller's event
+    /// when the mutation applied (or there was none), otherwise the event
+    /// rewritten as a refusal.
+    pub fn final_event(&self, outcome: &Outcome) -> AuditEvent {
+        let mut e = self.event.clone();
+        if let Outcome::NotApplied(why) = outcome {
+            let (status, reason) = match &self.on_refusal {
+                Some(r) => (r.status, r.reason.as_str()),
+                None => (403, "permission denied"),
+            };
+            e.decision = crate::audit::Decision::Denied;
+            e.status = status;
+            e.reason = format!("{reason}: {}", why.as_str());
+        }
+        e
+    }
+}
+
+/// The result of a unit's mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No mutation; the event was recorded.
+    Recorded,
+    /// The mutation applied to `affected` rows (for a revoke: leases).
+    Applied {
+        /// Rows changed.
+        affected: u64,
+    },
+    /// The condition failed; the event was recorded as a refusal.
+    NotApplied(NotApplied),
+}
+
+/// A unit after its transaction committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The audit event's position in the chain.
+    pub seq: i64,
+    /// What the mutation did.
+    pub outcome: Outcome,
+}
