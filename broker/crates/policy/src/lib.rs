@@ -1,0 +1,31 @@
+//! Leash policies: canonical secret paths, the workload model, loading
+//! policy files with file/line problems, and the compiled scope matcher.
+//!
+//! Nothing in this crate may do I/O on the request path: only
+//! [`PolicySet::load_dir`] reads files, when a set is loaded; every decision
+//! ([`Workload::decide`], [`Workload::check_claims`],
+//! [`Workload::check_conditions`]) is pure and takes the time and the peer
+//! as arguments. Decisions deny by default and an explicit deny always wins.
+//! A [`Grant`] can only come from [`Workload::decide`] (or the grep-able
+//! test bypass [`unchecked_grant_for_tests`]).
+
+pub mod capability;
+pub mod claims;
+pub mod conditions;
+pub mod duration;
+pub mod load;
+pub mod path;
+mod pattern;
+pub mod text;
+pub mod workload;
+
+pub use capability::{Capability, UnknownCapability};
+pub use claims::BoundClaim;
+pub use conditions::{Conditions, TimeWindow};
+pub use duration::{DurationError, parse_duration};
+pub use load::{LoadContext, PolicySet, Problem};
+pub use path::{CanonicalPath, PathError, canonicalize};
+pub use text::escape_untrusted;
+pub use workload::{
+    Denial, Grant, LeaseLimits, Login, LoginMethod, Scope, Workload, unchecked_grant_for_tests,
+};
