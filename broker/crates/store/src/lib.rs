@@ -1,0 +1,163 @@
+//! Leash's durable state — tokens, leases, the audit chain and the built-in
+//! secret store — in PostgreSQL (production, shared by replicas) or SQLite
+//! (a single node, `dev`), behind one [`Store`] trait.
+//!
+//! Owns: the schema (the migrations under `migrations/`), the conditional
+//! mutations that decide whether a lease or token may be extended, and the
+//! one transaction that applies a batch of mutations together with their
+//! hash-chained audit rows.
+//! Must never happen: a mutation committed without its audit row (or the
+//! reverse); a renewal that succeeds after the revocation of its lease or
+//! token committed; a gap or fork in the audit chain, even with several
+//! replicas; SQL built from values; a secret value, token or lease id in
+//! clear anywhere in the database; a database message in a `Display` string.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use leash_domain::audit::StoredEvent;
+use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
+use serde::Serialize;
+
+mod codec;
+mod error;
+mod kv;
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use error::{BoxError, StoreError};
+pub use kv::{KvVersion, KvVersionMeta};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Leash's state, in one database.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"postgres"` or `"sqlite"`.
+    fn kind(&self) -> &'static str;
+
+    /// Applies the embedded migrations for this database. Applying them
+    /// again is a no-op; replicas may call it concurrently.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Applies every unit in one transaction, in order: for each unit its
+    /// (conditional) mutation, then its final event
+    /// ([`CommitUnit::final_event`]) at the next audit seq, chained to the
+    /// previous one; then moves the audit head and commits. Returns one
+    /// [`Committed`] per unit, in the same order. On any error nothing is
+    /// committed.
+    async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError>;
+
+    /// The token with this digest, revoked or not.
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// The lease with this digest, revoked or not.
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError>;
+
+    /// Deletes tokens and leases that expired or were revoked before
+    /// `before` (and the leases of such tokens). Returns the rows deleted.
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Up to `limit` audit events with `seq > after_seq`, ascending.
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last seq and MAC of the chain; `None` before the first event.
+    async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError>;
+
+    /// Counts of live tokens and leases at `now`, and of audit events.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError>;
+
+    /// Stores a new version of a sealed secret; returns its number (1, 2, …).
+    async fn kv_put(
+        &self,
+        mount: &str,
+        path: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// One version of a secret (`None`: the latest), or `None` if unknown.
+    async fn kv_get(
+        &self,
+        mount: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<KvVersion>, StoreError>;
+
+    /// Metadata of every version of a secret, ascending; empty if unknown.
+    async fn kv_versions(&self, mount: &str, path: &str) -> Result<Vec<KvVersionMeta>, StoreError>;
+
+    /// The direct children of `folder` (`""` or `"a/b/"`; the prefix is
+    /// literal): leaf names and `"sub/"` for sub-folders, sorted; empty if
+    /// none.
+    async fn kv_list(&self, mount: &str, folder: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Counts for metrics and health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Tokens neither revoked nor expired.
+    pub live_tokens: i64,
+    /// Leases neither revoked nor expired.
+    pub live_leases: i64,
+    /// Audit events written (the head seq: the chain has no gaps).
+    pub audit_events: i64,
+}
+
+/// Connection pool bounds. Every wait is bounded: acquiring a connection
+/// (including connecting) by `acquire_timeout`, each statement by
+/// `statement_timeout` (PostgreSQL `statement_timeout`, SQLite
+/// `busy_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections open at once (for SQLite: readers; writes use one
+    /// connection of their own).
+    pub max_connections: u32,
+    /// Longest wait for a connection.
+    pub acquire_timeout: Duration,
+    /// Longest a statement may run or wait for a lock.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens the store a URL names: `postgres://…` or `postgresql://…` for
+/// PostgreSQL, `sqlite://PATH` or `sqlite:PATH` for a SQLite file (created
+/// if missing). Does not migrate.
+pub async fn connect(
+    url: &str,
+    opts: &PoolOptions,
+    hasher: KeyedHasher,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url, opts, hasher).await?));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"));
+    match path {
+        Some(p) => Ok(Arc::new(
+            SqliteStore::open(Path::new(p), opts, hasher).await?,
+        )),
+        None => Err(StoreError::other("unsupported store URL scheme")),
+    }
+}
