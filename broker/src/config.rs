@@ -1,0 +1,516 @@
+//! Typed settings: defaults → a commented TOML file → `LEASH_` environment
+//! variables. A missing or bad setting stops start-up with a message that
+//! names it (and, for the file, its line).
+//!
+//! Environment overrides use `__` for nesting: `LEASH_STORE__URL`,
+//! `LEASH_SERVER__LISTEN`, `LEASH_AUDIT__COMMIT_TIMEOUT`. Values are read as
+//! TOML scalars (`16`, `true`, `"5s"`) and otherwise as strings. Relative
+//! paths in the file are relative to the file's directory.
+//!
+//! Secrets (the hash key, the built-in store key, the operator token) are
+//! never in the file itself: the file names files that hold them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use leash_attest::IssuerConfig;
+use serde::Deserialize;
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file (with overrides) does not parse or a value is wrong.
+    #[error("{file}:{line}: {reason}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line, 0 when unknown (an environment override).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// All settings of `leash-broker serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Where Leash keeps its state.
+    pub store: StoreSettings,
+    /// Key files.
+    pub keys: KeySettings,
+    /// The operator credential.
+    pub operator: OperatorSettings,
+    /// The policy set.
+    pub policies: PolicySettings,
+    /// The audit writer.
+    #[serde(default)]
+    pub audit: AuditSettings,
+    /// Lease housekeeping.
+    #[serde(default)]
+    pub leases: LeaseSettings,
+    /// JWT issuers workloads log in with.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Secret mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountSettings>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `postgres://…` or `sqlite:PATH`. May hold a password: never logged.
+    pub url: String,
+    /// Pool size.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection.
+    #[serde(default = "default_acquire_timeout", with = "duration_str")]
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run.
+    #[serde(default = "default_statement_timeout", with = "duration_str")]
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split(':').next().unwrap_or("");
+        f.debug_struct("StoreSettings")
+            .field("url", &format_args!("{scheme}:<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// At least 32 random bytes: keys the digests of tokens and lease ids
+    /// and the audit hash chain.
+    pub hash_key_file: PathBuf,
+    /// Exactly 32 random bytes: seals values of the built-in store.
+    pub builtin_key_file: Option<PathBuf>,
+}
+
+/// `[operator]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSettings {
+    /// A file holding the operator token (one line).
+    pub token_file: PathBuf,
+}
+
+/// `[policies]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// The directory of workload policy files.
+    pub dir: PathBuf,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Longest a request waits for its audit row to commit before it fails
+    /// with 503 and nothing is handed out.
+    #[serde(with = "duration_str")]
+    pub commit_timeout: Duration,
+    /// Most requests committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            commit_timeout: Duration::from_secs(5),
+            max_batch: 256,
+        }
+    }
+}
+
+/// `[leases]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSettings {
+    /// How often expired leases and tokens are reaped.
+    #[serde(with = "duration_str")]
+    pub reap_interval: Duration,
+    /// How long expired or revoked rows are kept before reaping.
+    #[serde(with = "duration_str")]
+    pub keep_expired_for: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        Self {
+            reap_interval: Duration::from_secs(60),
+            keep_expired_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[[mounts]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountSettings {
+    /// The first path segment, e.g. `secret`.
+    pub path: String,
+    /// The kind of store: `builtin`.
+    pub kind: MountKind,
+}
+
+/// The kinds of secret store a mount can map to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// The built-in encrypted store in Leash's database (KV v2 shape).
+    Builtin,
+}
+
+impl Settings {
+    /// Loads `file`, then applies `LEASH_*__*` overrides from `env`.
+    pub fn load(
+        file: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let invalid = |line: usize, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            line,
+            reason,
+        };
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| {
+            invalid(
+                line_of(&text, e.span().map(|s| s.start)),
+                e.message().to_owned(),
+            )
+        })?;
+        let overridden = apply_env(&mut doc, env).map_err(|r| invalid(0, r))?;
+        let mut settings: Settings = Settings::deserialize(toml::Value::Table(doc.clone()))
+            .map_err(|e| {
+                // Re-parse the original text for a line number when the problem
+                // is in the file rather than in an override.
+                let line = if overridden {
+                    0
+                } else {
+                    toml::from_str::<Settings>(&text)
+                        .err()
+                        .and_then(|e| e.span())
+                        .map_or(0, |s| line_of(&text, Some(s.start)))
+                };
+                invalid(line, e.message().to_owned())
+            })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        settings.resolve_paths(base);
+        settings.validate().map_err(|r| invalid(0, r))?;
+        Ok(settings)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.keys.hash_key_file);
+        if let Some(p) = self.keys.builtin_key_file.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.operator.token_file);
+        fix(&mut self.policies.dir);
+        for i in &mut self.issuers {
+            if let Some(p) = i.jwks_file.as_mut() {
+                fix(p);
+            }
+            for p in &mut i.public_key_files {
+                fix(p);
+            }
+        }
+        if let Some(rest) = self.store.url.strip_prefix("sqlite:") {
+            let rest = rest.trim_start_matches("//");
+            let p = Path::new(rest);
+            if p.is_relative() {
+                self.store.url = format!("sqlite:{}", base.join(p).display());
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.mounts {
+            let ok = !m.path.is_empty()
+                && m.path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(format!(
+                    "mounts: invalid mount path {:?} (letters, digits, - and _ only)",
+                    m.path
+                ));
+            }
+            if ["sys", "auth", "leash", "identity", "cubbyhole"].contains(&m.path.as_str()) {
+                return Err(format!("mounts: {:?} is reserved", m.path));
+            }
+            if !seen.insert(m.path.clone()) {
+                return Err(format!("mounts: {:?} is declared twice", m.path));
+            }
+            if m.kind == MountKind::Builtin && self.keys.builtin_key_file.is_none() {
+                return Err(format!(
+                    "mounts: {:?} is builtin but keys.builtin_key_file is not set",
+                    m.path
+                ));
+            }
+        }
+        if self.audit.max_batch == 0 {
+            return Err("audit.max_batch must be at least 1".into());
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err("server.max_body_bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: Option<usize>) -> usize {
+    offset.map_or(0, |o| text[..o.min(text.len())].matches('\n').count() + 1)
+}
+
+/// Applies `LEASH_A__B=value` as `a.b = value`. Returns whether anything
+/// was applied.
+fn apply_env(
+    doc: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<bool, String> {
+    let mut applied = false;
+    for (key, value) in env {
+        let Some(rest) = key.strip_prefix("LEASH_") else {
+            continue;
+        };
+        if !rest.contains("__") {
+            // LEASH_ADDR, LEASH_TOKEN and friends belong to the CLI.
+            continue;
+        }
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(format!("environment variable {key}: empty path segment"));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let mut table = &mut *doc;
+        for p in &parts[..parts.len() - 1] {
+            let entry = table
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry
+                .as_table_mut()
+                .ok_or_else(|| format!("environment variable {key}: {p} is not a table"))?;
+        }
+        if let Some(last) = parts.last() {
+            table.insert(last.clone(), parsed);
+        }
+        applied = true;
+    }
+    Ok(applied)
+}
+
+/// Durations as `"30s"`, `"5m"`, `"1h"`, `"250ms"` or integer seconds.
+pub mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Parses a duration.
+    pub fn parse(s: &str) -> Option<Duration> {
+        let s = s.trim();
+        if let Ok(n) = s.parse::<u64>() {
+            return Some(Duration::from_secs(n));
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = s;
+        if rest.is_empty() {
+            return None;
+        }
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            let n: u64 = rest[..digits].parse().ok()?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let d = match unit {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n.checked_mul(60)?),
+                "h" => Duration::from_secs(n.checked_mul(3600)?),
+                "d" => Duration::from_secs(n.checked_mul(86400)?),
+                _ => return None,
+            };
+            total = total.checked_add(d)?;
+        }
+        Some(total)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Duration::from_secs(n)),
+            Raw::Str(s) => parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?} (use e.g. \"30s\", \"5m\", \"1h\")"
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[store]
+url = "sqlite:state/leash.db"
+[keys]
+hash_key_file = "keys/hash.key"
+builtin_key_file = "keys/builtin.key"
+[operator]
+token_file = "keys/operator.token"
+[policies]
+dir = "policies"
+[[mounts]]
+path = "secret"
+kind = "builtin"
+"#;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("leash.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn minimal_file_loads_with_defaults_and_relative_paths() {
+        let (dir, p) = write(MINIMAL);
+        let s = Settings::load(&p, Vec::new()).unwrap();
+        assert_eq!(s.server.listen.port(), 8200);
+        assert_eq!(s.audit.commit_timeout, Duration::from_secs(5));
+        assert_eq!(s.policies.dir, dir.path().join("policies"));
+        assert_eq!(
+            s.store.url,
+            format!("sqlite:{}", dir.path().join("state/leash.db").display())
+        );
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let (_d, p) = write(MINIMAL);
+        let env = vec![
+            (
+                "LEASH_STORE__URL".to_string(),
+                "postgres://u@h/db".to_string(),
+            ),
+            ("LEASH_AUDIT__MAX_BATCH".to_string(), "7".to_string()),
+            (
+                "LEASH_SERVER__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            ("LEASH_TOKEN".to_string(), "ignored".to_string()),
+        ];
+        let s = Settings::load(&p, env).unwrap();
+        assert_eq!(s.store.url, "postgres://u@h/db");
+        assert_eq!(s.audit.max_batch, 7);
+        assert_eq!(s.server.listen.port(), 0);
+        assert!(!format!("{:?}", s.store).contains("u@h"));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let (_d, p) = write(&format!("{MINIMAL}\n[server]\nlisten = 12\n"));
+        let e = Settings::load(&p, Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("leash.toml:") && !e.contains(":0:"), "{e}");
+        let (_d, p) = write(&format!("{MINIMAL}\nbogus = 1\n"));
+        let e = Settings::load(&p, Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let (_d, p) = write("[store\n");
+        let e = Settings::load(&p, Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("leash.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn bad_mounts_are_refused() {
+        let (_d, p) = write(&MINIMAL.replace("path = \"secret\"", "path = \"sys\""));
+        assert!(Settings::load(&p, Vec::new()).is_err());
+        let (_d, p) = write(&MINIMAL.replace("path = \"secret\"", "path = \"a/b\""));
+        assert!(Settings::load(&p, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        use duration_str::parse;
+        assert_eq!(parse("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("5x"), None);
+        assert_eq!(parse(""), None);
+        assert_eq!(parse("m"), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The operator API under `/v1/leash/`: status, revocation, audit queries
+//! and chain verification. Every call needs the operator token and is
+//! audited like any other request.
+
+use leash_domain::audit::{ChainBreak, ChainVerifier};
+use leash_domain::{KeyedHasher, Mutation, Refusal};
+use leash_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::{AuditCtx, Broker, Pending, Refused, Req};
+use crate::wire::Reply;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    #[serde(default)]
+    lease_id: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+/// The result of verifying the audit chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    /// True when every row verified and the chain ends at the head.
+    pub ok: bool,
+    /// Rows verified before the end or the first break.
+    pub events: i64,
+    /// The recorded head.
+    pub head_seq: i64,
+    /// The first break, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads the whole audit log in order and verifies its hash chain.
+pub async fn verify_audit_chain(
+    store: &dyn Store,
+    hasher: &KeyedHasher,
+) -> Result<ChainReport, StoreError> {
+    const PAGE: u32 = 1000;
+    let head = store.audit_head().await?;
+    let mut verifier = ChainVerifier::new(hasher);
+    let mut after = 0i64;
+    let mut events = 0i64;
+    let fail = |events: i64, b: ChainBreak| ChainReport {
+        ok: false,
+        events,
+        head_seq: head.map_or(0, |h| h.0),
+        error: Some(b.to_string()),
+    };
+    loop {
+        let page = store.audit_events(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for row in &page {
+            if let Err(b) = verifier.push(row) {
+                return Ok(fail(events, b));
+            }
+            events += 1;
+        }
+        if page.len() < PAGE as usize {
+            break;
+        }
+    }
+    match verifier.finish(head) {
+        Ok(_) => Ok(ChainReport {
+            ok: true,
+            events,
+            head_seq: head.map_or(0, |h| h.0),
+            error: None,
+        }),
+        Err(b) => Ok(fail(events, b)),
+    }
+}
+
+impl Broker {
+    pub(crate) async fn admin(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+        ctx.op(match seg.as_slice() {
+            ["leash", "status"] => "admin.status",
+            ["leash", "leases", "revoke"] => "admin.lease_revoke",
+            ["leash", "audit"] => "admin.audit_list",
+            ["leash", "audit", "verify"] => "admin.audit_verify",
+            _ => "admin.unknown",
+        });
+        self.authenticate_operator(req, ctx)?;
+        match seg.as_slice() {
+            ["leash", "status"] => {
+                Self::require_method(req, &["GET"])?;
+                let unavailable = |e: StoreError| Refused::unavailable("state store", &e);
+                let stats = self.store.stats(req.now).await.map_err(unavailable)?;
+                let head = self.store.audit_head().await.map_err(unavailable)?;
+                let (generation, failed) = self.policies.counters();
+                let data = serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "store": self.store.kind(),
+                    "store_ok": true,
+                    "workloads": self.policies.current().len(),
+                    "policy_generation": generation,
+                    "policy_reload_failures": failed,
+                    "live_tokens": stats.live_tokens,
+                    "live_leases": stats.live_leases,
+                    "audit_events": stats.audit_events,
+                    "audit_head_seq": head.map_or(0, |h| h.0),
+                    "mounts": self.backends.iter().map(|(m, b)| serde_json::json!({"path": m, "kind": b.kind()})).collect::<Vec<_>>(),
+                });
+                Ok(Pending::reply(Self::envelope(req, data)))
+            }
+            ["leash", "leases", "revoke"] => {
+                Self::require_method(req, &["POST", "PUT"])?;
+                let body: RevokeBody = req.json()?;
+                let mutation = match (body.lease_id, body.prefix) {
+                    (Some(id), None) if !id.is_empty() => {
+                        let hash = self.hasher.lease(&id);
+                        ctx.lease(&hash);
+                        Mutation::RevokeLease {
+                            lease: hash,
+                            owner: None,
+                            now: req.now,
+                        }
+                    }
+                    (None, Some(prefix)) if !prefix.is_empty() => {
+                        ctx.path(&leash_domain::audit::escape_untrusted(&prefix, 512));
+                        Mutation::RevokeLeasePrefix {
+                            prefix,
+                            owner: None,
+                            now: req.now,
+                        }
+                    }
+                    _ => {
+                        return Err(Refused::bad_request(
+                            "give exactly one of lease_id or prefix",
+                        ));
+                    }
+                };
+                Ok(Pending::mutate(
+                    mutation,
+                    // The count is filled in from the commit outcome below.
+                    Reply::Empty { status: 200 },
+                    Refusal {
+                        status: 503,
+                        reason: "revocation could not be recorded".into(),
+                    },
+                )
+                .with_count())
+            }
+            ["leash", "audit"] => {
+                Self::require_method(req, &["GET"])?;
+                let after = match req.query("after") {
+                    None => 0,
+                    Some(v) => v
+                        .parse::<i64>()
+                        .map_err(|_| Refused::bad_request("invalid after"))?,
+                };
+                let limit = match req.query("limit") {
+                    None => 100,
+                    Some(v) => v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| Refused::bad_request("limit must be 1..1000"))?,
+                };
+                let rows = self
+                    .store
+                    .audit_events(after, limit)
+                    .await
+                    .map_err(|e| Refused::unavailable("state store", &e))?;
+                let events: Vec<serde_json::Value> = rows
+                    .into_iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(&r.event).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("seq".into(), r.seq.into());
+                        }
+                        v
+                    })
+                    .collect();
+                Ok(Pending::reply(Self::envelope(
+                    req,
+                    serde_json::json!({ "events": events }),
+                )))
+            }
+            ["leash", "audit", "verify"] => {
+                Self::require_method(req, &["GET"])?;
+                let report = verify_audit_chain(self.store.as_ref(), &self.hasher)
+                    .await
+                    .map_err(|e| Refused::unavailable("state store", &e))?;
+                if !report.ok {
+                    ctx.note("audit chain broken");
+                }
+                Ok(Pending::reply(Self::envelope(req, report)))
+            }
+            _ => Err(Refused::status(404, "no such operator endpoint")),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! KV reads and lists: `<mount>/data/<path>` and `<mount>/metadata/<path>`.
+//!
+//! Order matters and is the point of this module: authenticate, decide
+//! (policy, conditions) — and only then touch the backend, so a refusal
+//! looks the same whether or not the path exists. A read hands its value
+//! out only after its lease row and audit row have committed; if the token
+//! was revoked while the read was in flight, the lease insert does not
+//! apply and the caller gets 403 instead of the value.
+
+use leash_backend::{BackendError, SecretVersion};
+use leash_domain::crypto::new_lease_suffix;
+use leash_domain::{LeaseRecord, Mutation, Refusal};
+use leash_policy::{CanonicalPath, Capability, canonicalize};
+
+use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
+use crate::wire::{Envelope, KvData, KvMetadata, Reply, rfc3339};
+
+/// The canonical resource for `mount` and the path segments after the
+/// `data/` or `metadata/` infix: `secret/data/a/b` and `secret/metadata/a/b`
+/// are both `secret/a/b`. Folders (lists) end in `/`.
+fn resource(mount: &str, rest: &[String], folder: bool) -> Result<CanonicalPath, Refused> {
+    let mut s = String::from(mount);
+    for seg in rest {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if folder {
+        s.push('/');
+    }
+    canonicalize(&s).map_err(|e| Refused::bad_request(e.to_string()))
+}
+
+fn backend_refusal(e: &BackendError) -> Refused {
+    match e {
+        BackendError::Unavailable(_) => Refused::unavailable("secret store", e),
+        BackendError::BadRequest(m) => Refused::bad_request(m.clone()),
+        BackendError::GrantMismatch | BackendError::Corrupt(_) => Refused::bad_gateway(e),
+    }
+}
+
+fn metadata(v: &SecretVersion) -> KvMetadata {
+    KvMetadata {
+        created_time: rfc3339(v.created_time),
+        custom_metadata: None,
+        deletion_time: v.deletion_time.map(rfc3339).unwrap_or_default(),
+        destroyed: v.destroyed,
+        version: v.version,
+    }
+}
+
+impl Broker {
+    pub(crate) async fn kv_read(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        ctx.op("kv.read");
+        let mount = req.segments[0].as_str();
+        let rest = &req.segments[2..];
+        let res = resource(mount, rest, false)?;
+        ctx.path(res.as_str());
+        if !matches!(req.method(), "GET" | "HEAD") {
+            return Err(Refused::status(405, "unsupported operation"));
+        }
+        if rest.is_empty() || req.trailing_slash {
+            return Err(Refused::bad_request(
+                "invalid path: a secret path cannot end in `/`",
+            ));
+        }
+        let version = match req.query("version") {
+            None => None,
+            Some(v) if v.is_empty() || v == "0" => None,
+            Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                Refused::bad_request("invalid version: expected a positive integer")
+            })?),
+        };
+        let session = self.authenticate(req, ctx).await?;
+        let workload = session.workload()?;
+        let grant = workload
+            .decide(Capability::Read, &res, req.inc.peer, req.now)
+            .map_err(|d| Refused::denied(d.to_string()))?;
+        let backend = self
+            .backends
+            .get(mount)
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        let secret = backend
+            .read(&grant, version)
+            .await
+            .map_err(|e| backend_refusal(&e))?
+            .ok_or_else(|| Refused::not_found("secret not found"))?;
+        let Some(data) = secret.data.as_ref() else {
+            // A deleted or destroyed version: Vault's 404 with a full body.
+            let env = Envelope::data(
+                &req.inc.request_id,
+                KvData {
+                    data: None,
+                    metadata: metadata(&secret),
+                },
+            );
+            ctx.note("version deleted or destroyed");
+            return Ok(Pending::reply(Reply::json(404, &env)));
+        };
+
+        let lease_path = format!("{mount}/data/{}", rest.join("/"));
+        let suffix = new_lease_suffix().map_err(|e| Refused::unavailable("random source", &e))?;
+        let lease_id = format!("{lease_path}/{suffix}");
+        let hash = self.hasher.lease(&lease_id);
+        let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))
+            .min(session.token.max_expires_at);
+        let ttl = secs(workload.lease.ttl);
+        let (expires_at, granted) = expiry(req.now, ttl, max);
+        if granted <= 0 {
+            return Err(Refused::denied("token at its max TTL"));
+        }
+        ctx.lease(&hash);
+        let raw = data.as_raw().map_err(|e| backend_refusal(&e))?;
+        let env = Envelope {
+            request_id: &req.inc.request_id,
+            lease_id: &lease_id,
+            renewable: true,
+            lease_duration: granted,
+            data: Some(KvData {
+                data: Some(raw),
+                metadata: metadata(&secret),
+            }),
+            wrap_info: None,
+            warnings: None,
+            auth: None,
+        };
+        let reply = Reply::json(200, &env);
+        let lease = LeaseRecord {
+            hash,
+            token_hash: session.token.hash,
+            workload: workload.name.clone(),
+            path: res.as_str().to_owned(),
+            lease_path,
+            issued_at: req.now,
+            expires_at,
+            max_expires_at: max,
+            ttl_secs: ttl,
+            renewable: true,
+            last_renewal: None,
+            revoked_at: None,
+        };
+        Ok(Pending::mutate(
+            Mutation::InsertLease(lease),
+            reply,
+            Refusal {
+                status: 403,
+                reason: "permission denied".into(),
+            },
+        ))
+    }
+
+    pub(crate) async fn kv_metadata(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        let list = match (req.method(), req.query("list").as_deref()) {
+            ("LIST", _) => true,
+            ("GET", Some("true" | "1" | "t" | "T" | "TRUE" | "True")) => true,
+            ("GET", Some("false" | "0" | "f" | "F" | "FALSE" | "False") | None) => false,
+            ("GET", Some(_)) => {
+                ctx.op("kv.list");
+                return Err(Refused::bad_request("invalid value for list"));
+            }
+            _ => false,
+        };
+        let mount = req.segments[0].as_str();
+        let rest = &req.segments[2..];
+        if !list {
+            ctx.op("kv.metadata");
+            let res = resource(mount, rest, false)?;
+            ctx.path(res.as_str());
+            return Err(Refused::status(405, "unsupported operation"));
+        }
+        ctx.op("kv.list");
+        let res = resource(mount, rest, true)?;
+        ctx.path(res.as_str());
+        let session = self.authenticate(req, ctx).await?;
+        let grant = session
+            .workload()?
+            .decide(Capability::List, &res, req.inc.peer, req.now)
+            .map_err(|d| Refused::denied(d.to_string()))?;
+        let backend = self
+            .backends
+            .get(mount)
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        let keys = backend
+            .list(&grant)
+            .await
+            .map_err(|e| backend_refusal(&e))?;
+        if keys.is_empty() {
+            return Err(Refused::not_found("nothing to list"));
+        }
+        Ok(Pending::reply(Self::envelope(
+            req,
+            serde_json::json!({ "keys": keys }),
+        )))
+    }
+}

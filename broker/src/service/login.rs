@@ -1,0 +1,141 @@
+//! `auth/jwt/login`: a workload proves who it is with a JWT from an issuer
+//! its policy names, and receives a broker token.
+//!
+//! The token is random (256 bits), returned once, and stored only as a keyed
+//! digest. It never outlives the JWT, nor the workload's max TTL. Login
+//! failures are 400 (Vault's semantics); a token header sent with a login is
+//! ignored.
+
+use std::collections::BTreeMap;
+
+use leash_domain::audit::escape_untrusted;
+use leash_domain::crypto::{new_accessor, new_token};
+use leash_domain::{Mutation, Refusal, TokenRecord};
+use serde::Deserialize;
+
+use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
+use crate::wire::{AuthBlock, Envelope, Reply};
+
+#[derive(Default, Deserialize)]
+struct LoginBody {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    jwt: Option<String>,
+}
+
+impl std::fmt::Debug for LoginBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginBody")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `policies` a workload's token carries.
+pub(crate) fn policy_names(workload: &str) -> Vec<String> {
+    vec![format!("workload/{workload}")]
+}
+
+/// The `auth` block for a token.
+pub(crate) fn auth_block(token: &TokenRecord, client_token: String, ttl: i64) -> AuthBlock {
+    AuthBlock {
+        client_token,
+        accessor: token.accessor.clone(),
+        policies: policy_names(&token.workload),
+        token_policies: policy_names(&token.workload),
+        metadata: token.meta.clone(),
+        lease_duration: ttl,
+        renewable: token.renewable,
+        entity_id: token.accessor.clone(),
+        token_type: "service",
+        orphan: true,
+        mfa_requirement: None,
+        num_uses: 0,
+    }
+}
+
+impl Broker {
+    pub(crate) async fn jwt_login(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        ctx.op("auth.jwt.login");
+        Self::require_method(req, &["POST", "PUT"])?;
+        let body: LoginBody = req.json()?;
+        let role = body
+            .role
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| Refused::bad_request("missing role"))?;
+        ctx.workload(&role);
+        let jwt = body
+            .jwt
+            .filter(|j| !j.is_empty())
+            .ok_or_else(|| Refused::bad_request("missing token"))?;
+
+        let policies = self.policies.current();
+        let workload = policies.workload(&role).ok_or_else(|| {
+            Refused::bad_request(format!(
+                "role \"{}\" could not be found",
+                escape_untrusted(&role, 64)
+            ))
+        })?;
+        let verified = self
+            .issuers
+            .verify(&workload.login.issuer, &jwt, req.now)
+            .map_err(|e| Refused::bad_request(e.to_string()))?;
+        ctx.attestation(verified.summary());
+        workload
+            .check_claims(&verified.claims)
+            .map_err(|d| Refused::bad_request(format!("error validating claims: {d}")))?;
+        workload
+            .check_conditions(req.inc.peer, req.now)
+            .map_err(|d| Refused::bad_request(format!("login refused: {d}")))?;
+
+        let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))
+            .min(verified.expires_at);
+        let ttl = secs(workload.lease.ttl);
+        let (expires_at, granted) = expiry(req.now, ttl, max);
+        if granted <= 0 {
+            return Err(Refused::bad_request(
+                "error validating token: invalid expiration time (exp) claim: token is expired",
+            ));
+        }
+        let token = new_token().map_err(|e| Refused::unavailable("random source", &e))?;
+        let accessor = new_accessor().map_err(|e| Refused::unavailable("random source", &e))?;
+        let mut meta = BTreeMap::new();
+        meta.insert("role".to_owned(), workload.name.clone());
+        meta.insert("issuer".to_owned(), verified.issuer_name.clone());
+        meta.insert("sub".to_owned(), escape_untrusted(&verified.subject, 256));
+        let record = TokenRecord {
+            hash: self.hasher.token(&token),
+            accessor,
+            workload: workload.name.clone(),
+            auth_path: "auth/jwt/login".into(),
+            issuer: verified.issuer_name.clone(),
+            subject: escape_untrusted(&verified.subject, 256),
+            source: req.inc.peer.to_string(),
+            meta,
+            created_at: req.now,
+            expires_at,
+            max_expires_at: max,
+            ttl_secs: ttl,
+            renewable: true,
+            revoked_at: None,
+        };
+        ctx.session(&record);
+        let auth = auth_block(&record, token.expose().to_owned(), granted);
+        let mut env = Envelope::<()>::empty(&req.inc.request_id);
+        env.auth = Some(auth);
+        let reply = Reply::json(200, &env);
+        Ok(Pending::mutate(
+            Mutation::InsertToken(record),
+            reply,
+            Refusal {
+                status: 503,
+                reason: "login could not be recorded".into(),
+            },
+        ))
+    }
+}
