@@ -1,0 +1,497 @@
+//! The end-to-end harness: starts a real Leash broker (in process, on port
+//! 0) against a fresh PostgreSQL database or a fresh SQLite file, loaded
+//! from the example configuration the repository ships, and drives it over
+//! HTTP.
+//!
+//! PostgreSQL is reached at `LEASH_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); every broker gets its own
+//! database, dropped when the broker is dropped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leash_attest::DevIssuer;
+use leash_backend::SecretData;
+use leash_broker::{App, Settings};
+use leash_client::LeashClient;
+use leash_domain::crypto::random_b64;
+use leash_domain::{Clock, KeyedHasher, ManualClock};
+use leash_store::{PoolOptions, Store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Which database a broker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A fresh PostgreSQL database.
+    Postgres,
+    /// A fresh SQLite file.
+    Sqlite,
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn pg_admin_url() -> String {
+    std::env::var("LEASH_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fresh PostgreSQL database, dropped on drop.
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates a database with a unique name.
+    pub async fn create() -> PgDatabase {
+        use sqlx::Connection;
+        let name = format!("leash_e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url())
+            .await
+            .expect("PostgreSQL must be reachable at LEASH_TEST_PG_URL");
+        sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let base = pg_admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => panic!("bad LEASH_TEST_PG_URL"),
+        };
+        PgDatabase { url, name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // A separate thread and runtime: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::Executor::execute(
+                        &mut admin,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Options for [`TestBroker::start_with`].
+pub struct Options {
+    /// Policy files (name, TOML). Default: the repository's `policies/dev`.
+    pub policies: Option<Vec<(String, String)>>,
+    /// The clock; default: a manual clock at the current time.
+    pub clock: Arc<ManualClock>,
+    /// Audit commit bound.
+    pub commit_timeout: Duration,
+    /// Reaper period and retention.
+    pub reap: Option<(Duration, Duration)>,
+    /// Largest body.
+    pub max_body: Option<usize>,
+    /// Reuse this PostgreSQL database (another replica); default: a new one.
+    pub shared_pg: Option<String>,
+    /// Reuse these keys (another replica).
+    pub shared_keys: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            policies: None,
+            clock: Arc::new(ManualClock::new(chrono::Utc::now())),
+            commit_timeout: Duration::from_secs(5),
+            reap: None,
+            max_body: None,
+            shared_pg: None,
+            shared_keys: None,
+        }
+    }
+}
+
+/// The sample secrets every test broker is seeded with (path, key, value).
+pub const SEEDED: &[(&str, &str, &str)] = &[
+    ("payments/db", "password", "pw-payments-db-7Qx2"),
+    ("payments/api-key", "key", "ak-payments-Zr81"),
+    ("payments/admin/root", "password", "pw-admin-root-Kt55"),
+    ("reporting/warehouse", "password", "pw-warehouse-Uu09"),
+    ("ci/deploy-key", "private_key", "pk-deploy-Hh31"),
+];
+
+/// A running broker.
+pub struct TestBroker {
+    /// `http://127.0.0.1:PORT`.
+    pub addr: String,
+    /// A client without a token.
+    pub client: LeashClient,
+    /// The operator token.
+    pub operator_token: String,
+    /// The dev issuer, to mint JWTs.
+    pub issuer: DevIssuer,
+    /// The broker's clock.
+    pub clock: Arc<ManualClock>,
+    /// A direct handle on the broker's store (same database, same key).
+    pub store: Arc<dyn Store>,
+    /// The hash key.
+    pub hasher: KeyedHasher,
+    /// The store URL.
+    pub store_url: String,
+    /// The database kind.
+    pub db: Db,
+    /// The key directory (to start a replica with the same keys).
+    pub keys_dir: PathBuf,
+    /// The policy directory.
+    pub policy_dir: PathBuf,
+    /// Reloads the policy directory, as SIGHUP does.
+    pub reloader: leash_broker::app::PolicyReloader,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+fn write_key(path: &Path) {
+    if !path.exists() {
+        std::fs::write(path, random_b64(32).unwrap()).unwrap();
+    }
+}
+
+impl TestBroker {
+    /// A broker on `db` with the default options.
+    pub async fn start(db: Db) -> TestBroker {
+        Self::start_with(db, Options::default()).await
+    }
+
+    /// A broker on `db`.
+    pub async fn start_with(db: Db, opts: Options) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = opts
+            .shared_keys
+            .clone()
+            .unwrap_or_else(|| dir.path().join("keys"));
+        std::fs::create_dir_all(&keys).unwrap();
+        for k in ["hash.key", "builtin.key", "operator.token"] {
+            write_key(&keys.join(k));
+        }
+        let issuer = DevIssuer::load_or_create(&keys).unwrap();
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        let policies = opts.policies.clone().unwrap_or_else(|| {
+            let src = repo_root().join("policies/dev");
+            let mut v = Vec::new();
+            for e in std::fs::read_dir(&src).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    v.push((
+                        p.file_name().unwrap().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(&p).unwrap(),
+                    ));
+                }
+            }
+            v
+        });
+        for (name, text) in &policies {
+            std::fs::write(policy_dir.join(name), text).unwrap();
+        }
+
+        let (pg, url, example) = match db {
+            Db::Postgres => match &opts.shared_pg {
+                Some(url) => (None, url.clone(), "leash.postgres.toml"),
+                None => {
+                    let pg = PgDatabase::create().await;
+                    let url = pg.url.clone();
+                    (Some(pg), url, "leash.postgres.toml")
+                }
+            },
+            Db::Sqlite => (
+                None,
+                format!("sqlite:{}", dir.path().join("leash.db").display()),
+                "leash.sqlite.toml",
+            ),
+        };
+        // The shipped example configuration, with the environment overrides
+        // an operator would use.
+        let env = vec![
+            ("LEASH_STORE__URL".to_string(), url.clone()),
+            (
+                "LEASH_SERVER__LISTEN".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            (
+                "LEASH_KEYS__HASH_KEY_FILE".to_string(),
+                keys.join("hash.key").display().to_string(),
+            ),
+            (
+                "LEASH_KEYS__BUILTIN_KEY_FILE".to_string(),
+                keys.join("builtin.key").display().to_string(),
+            ),
+            (
+                "LEASH_OPERATOR__TOKEN_FILE".to_string(),
+                keys.join("operator.token").display().to_string(),
+            ),
+            (
+                "LEASH_POLICIES__DIR".to_string(),
+                policy_dir.display().to_string(),
+            ),
+            (
+                "LEASH_AUDIT__COMMIT_TIMEOUT".to_string(),
+                format!("\"{}ms\"", opts.commit_timeout.as_millis()),
+            ),
+        ];
+        let mut settings =
+            Settings::load(&repo_root().join("broker/examples").join(example), env).unwrap();
+        settings.issuers = vec![issuer.issuer_config()];
+        if let Some((every, keep)) = opts.reap {
+            settings.leases.reap_interval = every;
+            settings.leases.keep_expired_for = keep;
+        }
+        if let Some(m) = opts.max_body {
+            settings.server.max_body_bytes = m;
+        }
+
+        let clock = opts.clock.clone();
+        let app = App::build(&settings, clock.clone() as Arc<dyn Clock>)
+            .await
+            .unwrap();
+        if opts.shared_pg.is_none() {
+            let builtin = app.builtin("secret").unwrap();
+            for (path, key, value) in SEEDED {
+                let mut m = serde_json::Map::new();
+                m.insert((*key).into(), (*value).into());
+                m.insert("owner".into(), "e2e".into());
+                builtin
+                    .import(path, &SecretData::from_map(&m).unwrap(), clock.now())
+                    .await
+                    .unwrap();
+            }
+        }
+        let addr = format!("http://{}", app.local_addr().unwrap());
+        let hasher =
+            KeyedHasher::new(&leash_broker::app::read_key(&keys.join("hash.key"), "hash").unwrap())
+                .unwrap();
+        let store = leash_store::connect(&url, &PoolOptions::default(), hasher.clone())
+            .await
+            .unwrap();
+        let reloader = app.policy_reloader();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let operator_token = std::fs::read_to_string(keys.join("operator.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        TestBroker {
+            client: LeashClient::new(&addr).unwrap(),
+            addr,
+            operator_token,
+            issuer,
+            clock,
+            store,
+            hasher,
+            store_url: url,
+            db,
+            keys_dir: keys,
+            policy_dir,
+            reloader,
+            stop: Some(stop),
+            server: Some(server),
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    /// A JWT for `sub` from the dev issuer, valid two hours from the
+    /// broker's clock, with extra claims.
+    pub fn jwt_with(&self, sub: &str, claims: serde_json::Value) -> String {
+        let map = claims.as_object().cloned().unwrap_or_default();
+        self.issuer
+            .mint(sub, Duration::from_secs(7200), map, self.clock.now())
+            .unwrap()
+    }
+
+    /// A JWT for a sample workload (with the claims its policy binds).
+    pub fn jwt(&self, workload: &str) -> String {
+        let claims = if workload == "ci-deployer" {
+            serde_json::json!({"environment": "production"})
+        } else {
+            serde_json::json!({})
+        };
+        self.jwt_with(workload, claims)
+    }
+
+    /// Logs `workload` in and returns a client holding its token.
+    pub async fn login(&self, workload: &str) -> LeashClient {
+        let auth = self
+            .client
+            .jwt_login(workload, &self.jwt(workload))
+            .await
+            .unwrap();
+        self.client.with_token(auth.client_token)
+    }
+
+    /// A client with the operator token.
+    pub fn operator(&self) -> LeashClient {
+        self.client.with_token(self.operator_token.clone())
+    }
+
+    /// Audit events in the store right now.
+    pub async fn audit_count(&self) -> i64 {
+        self.store
+            .stats(self.clock.now())
+            .await
+            .unwrap()
+            .audit_events
+    }
+
+    /// Verifies the audit chain directly in the database.
+    pub async fn verify_chain(&self) -> leash_broker::service::ChainReport {
+        leash_broker::service::verify_audit_chain(self.store.as_ref(), &self.hasher)
+            .await
+            .unwrap()
+    }
+
+    /// Runs SQL directly against the broker's database (for tampering and
+    /// fault injection), as the superuser on PostgreSQL.
+    pub async fn sql(&self, statements: &[&str]) {
+        use sqlx::Connection;
+        match self.db {
+            Db::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.store_url).await.unwrap();
+                for s in statements {
+                    sqlx::Executor::execute(&mut c, *s).await.unwrap();
+                }
+            }
+            Db::Sqlite => {
+                let path = self.store_url.trim_start_matches("sqlite:");
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{path}"))
+                    .await
+                    .unwrap();
+                for s in statements {
+                    sqlx::Executor::execute(&mut c, *s).await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Sends a request byte for byte (no client-side path normalisation)
+    /// and returns (status, body).
+    pub async fn raw_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        raw_http(&self.addr, method, path, headers, body).await
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection, exactly as given.
+pub async fn raw_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let host = addr.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The directory holding the built `leash-broker` and `leash` binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("LEASH_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    assert!(
+        dir.join("leash-broker").exists() && dir.join("leash").exists(),
+        "binaries not found in {}: run `cargo build --workspace --bins` first (the README's test command does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Polls `f` until it returns true, up to `within`.
+pub async fn eventually<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
