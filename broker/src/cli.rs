@@ -99,6 +99,17 @@ fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     Ok(Settings::load(path, std::env::vars())?)
 }
 
+/// The configured store and hash key, for offline commands.
+async fn open_store(path: &Path) -> anyhow::Result<(Arc<dyn leash_store::Store>, KeyedHasher)> {
+    let settings = load_settings(path)?;
+    let hasher = KeyedHasher::new(&read_key(
+        &settings.keys.hash_key_file,
+        "keys.hash_key_file",
+    )?)?;
+    let store = connect_store(&settings, &hasher).await?;
+    Ok((store, hasher))
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -136,12 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(c) => {
-            let settings = load_settings(&c.config)?;
-            let hasher = KeyedHasher::new(&read_key(
-                &settings.keys.hash_key_file,
-                "keys.hash_key_file",
-            )?)?;
-            let store = connect_store(&settings, &hasher).await?;
+            let (store, _) = open_store(&c.config).await?;
             store.migrate().await.context("applying migrations")?;
             println!("migrations applied ({})", store.kind());
             Ok(ExitCode::SUCCESS)
@@ -150,12 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify(c),
         } => {
-            let settings = load_settings(&c.config)?;
-            let hasher = KeyedHasher::new(&read_key(
-                &settings.keys.hash_key_file,
-                "keys.hash_key_file",
-            )?)?;
-            let store = connect_store(&settings, &hasher).await?;
+            let (store, hasher) = open_store(&c.config).await?;
             let report = crate::service::verify_audit_chain(store.as_ref(), &hasher).await?;
             if report.ok {
                 println!(
