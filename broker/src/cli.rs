@@ -206,7 +206,7 @@ fn check(config: &Path) -> ExitCode {
     if let Err(e) = read_key(&settings.keys.hash_key_file, "keys.hash_key_file")
         .and_then(|k| KeyedHasher::new(&k).map_err(Into::into))
     {
-        problems.push(format!("{file}:0: keys.hash_key_file: {e:#}"));
+        problems.push(format!("{file}:0: {e:#}"));
     }
     if let Some(k) = &settings.keys.builtin_key_file {
         match read_key(k, "keys.builtin_key_file") {

@@ -230,7 +230,7 @@ impl Settings {
         let mut doc: toml::Table = toml::from_str(&text).map_err(|e| {
             invalid(
                 line_of(&text, e.span().map(|s| s.start)),
-                e.message().to_owned(),
+                one_line(e.message()),
             )
         })?;
         let overridden = apply_env(&mut doc, env).map_err(|r| invalid(0, r))?;
@@ -246,7 +246,7 @@ impl Settings {
                         .and_then(|e| e.span())
                         .map_or(0, |s| line_of(&text, Some(s.start)))
                 };
-                invalid(line, e.message().to_owned())
+                invalid(line, one_line(e.message()))
             })?;
         let base = file.parent().unwrap_or(Path::new("."));
         settings.resolve_paths(base);
@@ -317,6 +317,15 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Parser messages can span lines; a problem report is one line.
+fn one_line(msg: &str) -> String {
+    msg.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn line_of(text: &str, offset: Option<usize>) -> usize {
@@ -493,6 +502,7 @@ kind = "builtin"
         let (_d, p) = write("[store\n");
         let e = Settings::load(&p, Vec::new()).unwrap_err().to_string();
         assert!(e.contains("leash.toml:1:"), "{e}");
+        assert!(!e.contains('\n'), "one line per problem: {e}");
     }
 
     #[test]

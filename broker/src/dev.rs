@@ -255,17 +255,43 @@ fn commands() -> (String, String) {
     (broker, cli)
 }
 
+/// Quotes `s` for a POSIX shell when it holds anything but safe characters.
+fn sh(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn quote_program(p: &str) -> String {
+    if p.starts_with("cargo run ") {
+        p.to_owned()
+    } else {
+        sh(p)
+    }
+}
+
 /// The banner printed at start: the operator token and the commands a
 /// newcomer runs next.
 pub fn walkthrough(data_dir: &Path, addr: SocketAddr, operator_token: &str) -> String {
     let (broker, cli) = commands();
-    let dir = data_dir.display();
-    let jwt = PathBuf::from(data_dir).join("payments-api.jwt");
-    let jwt = jwt.display();
+    // Binaries found beside this one are quoted; the cargo fallback is
+    // already a command line.
+    let (broker, cli) = (quote_program(&broker), quote_program(&cli));
+    let shown = data_dir.display();
+    let dir = sh(&data_dir.display().to_string());
+    let jwt = sh(&PathBuf::from(data_dir)
+        .join("payments-api.jwt")
+        .display()
+        .to_string());
     format!(
         "Leash dev broker listening on http://{addr}\n\
-         \x20 data directory: {dir} (SQLite store, keys, dev issuer, policies)\n\
-         \x20 policies:       {dir}/policies — edit them, then `kill -HUP {pid}` to reload\n\
+         \x20 data directory: {shown} (SQLite store, keys, dev issuer, policies)\n\
+         \x20 policies:       {shown}/policies — edit them, then `kill -HUP {pid}` to reload\n\
          \x20 operator token: {operator_token}\n\
          \n\
          Try it, in another terminal:\n\
@@ -284,4 +310,36 @@ pub fn walkthrough(data_dir: &Path, addr: SocketAddr, operator_token: &str) -> S
          LEASH_TOKEN={operator_token} {cli} audit verify\n",
         pid = std::process::id(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(sh("/tmp/a-b_c.d"), "/tmp/a-b_c.d");
+        assert_eq!(sh("/tmp/sp ace"), "'/tmp/sp ace'");
+        assert_eq!(sh("it's"), r"'it'\''s'");
+        assert_eq!(sh(""), "''");
+        assert_eq!(
+            quote_program("cargo run -q -p leash-cli --"),
+            "cargo run -q -p leash-cli --"
+        );
+    }
+
+    #[test]
+    fn walkthrough_quotes_paths_with_spaces() {
+        let w = walkthrough(
+            Path::new("/tmp/sp ace/dev"),
+            "127.0.0.1:8200".parse().unwrap(),
+            "tok",
+        );
+        assert!(
+            w.contains(
+                "--data-dir '/tmp/sp ace/dev' payments-api > '/tmp/sp ace/dev/payments-api.jwt'"
+            ),
+            "{w}"
+        );
+    }
 }
