@@ -11,9 +11,6 @@ mod output;
 mod run;
 mod secret;
 
-#[cfg(test)]
-mod test_server;
-
 pub use cli::{
     AuditCommand, Cli, Command, KvCommand, LeaseCommand, LoginCommand, OutputFormat, TokenCommand,
 };

@@ -12,8 +12,9 @@ mod error;
 mod path;
 mod types;
 
-#[cfg(test)]
-mod test_server;
+#[cfg(any(test, feature = "test-server"))]
+#[doc(hidden)]
+pub mod test_server;
 
 pub use client::{LeashClient, RawResponse};
 pub use error::ClientError;

@@ -1,5 +1,11 @@
 //! A tiny HTTP/1.1 server for unit tests: records each request and answers
 //! with whatever the test's handler returns. One request per connection.
+//!
+//! Test support only: compiled for this crate's tests and, behind the
+//! `test-server` feature, for the tests of other crates (leash-cli enables
+//! it in its dev-dependencies). A failed `unwrap` here fails the test.
+
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,16 +16,16 @@ use tokio::task::JoinHandle;
 
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
-pub(crate) struct Recorded {
-    pub(crate) method: String,
-    pub(crate) target: String,
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
     /// Header names lower-cased.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Recorded {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
         self.headers
             .iter()
@@ -27,14 +33,14 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
-    pub(crate) fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap()
     }
 }
 
 type Handler = dyn Fn(&Recorded) -> (u16, String) + Send + Sync;
 
-pub(crate) struct TestServer {
+pub struct TestServer {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
     task: JoinHandle<()>,
@@ -42,7 +48,7 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     /// Starts on 127.0.0.1 port 0.
-    pub(crate) async fn start<F>(handler: F) -> Self
+    pub async fn start<F>(handler: F) -> Self
     where
         F: Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
     {
@@ -66,20 +72,20 @@ impl TestServer {
     }
 
     /// Always answers `status` with `body`.
-    pub(crate) async fn canned(status: u16, body: &str) -> Self {
+    pub async fn canned(status: u16, body: &str) -> Self {
         let body = body.to_owned();
         Self::start(move |_| (status, body.clone())).await
     }
 
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub(crate) fn requests(&self) -> Vec<Recorded> {
+    pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
 
-    pub(crate) fn last(&self) -> Recorded {
+    pub fn last(&self) -> Recorded {
         self.requests().pop().unwrap()
     }
 }

@@ -26,6 +26,7 @@ mod codec;
 mod error;
 mod kv;
 mod postgres;
+mod shared;
 mod sql;
 mod sqlite;
 

@@ -2,10 +2,10 @@
 //! on the wire, what lands on stdout and stderr, and the exit code.
 
 use clap::Parser;
+use leash_client::test_server::TestServer;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::test_server::TestServer;
 
 const TOKEN: &str = "hvs.CLI-SECRET-TOKEN";
 
