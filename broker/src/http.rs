@@ -131,6 +131,13 @@ fn render(reply: Reply) -> Response {
     let (status, body) = match reply {
         Reply::Json { status, body } => (status, Body::from(body)),
         Reply::Empty { status } => (status, Body::empty()),
+        Reply::Redirect { location } => {
+            let mut resp = (StatusCode::TEMPORARY_REDIRECT, Body::empty()).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            return resp;
+        }
     };
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

@@ -20,6 +20,11 @@ pub enum Reply {
         /// The body.
         body: Vec<u8>,
     },
+    /// A 307 to `location` (a path cleaned of empty segments).
+    Redirect {
+        /// The target, starting with `/v1/`.
+        location: String,
+    },
     /// No body.
     Empty {
         /// HTTP status (204 or 202).
@@ -32,6 +37,7 @@ impl Reply {
     pub fn status(&self) -> u16 {
         match self {
             Reply::Json { status, .. } | Reply::Empty { status } => *status,
+            Reply::Redirect { .. } => 307,
         }
     }
 

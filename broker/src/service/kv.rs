@@ -170,10 +170,7 @@ impl Broker {
         let mount = req.segments[0].as_str();
         let rest = &req.segments[2..];
         if !list {
-            ctx.op("kv.metadata");
-            let res = resource(mount, rest, false)?;
-            ctx.path(res.as_str());
-            return Err(Refused::status(405, "unsupported operation"));
+            return self.kv_metadata_read(req, ctx, mount, rest).await;
         }
         ctx.op("kv.list");
         let res = resource(mount, rest, true)?;
@@ -198,5 +195,70 @@ impl Broker {
             req,
             serde_json::json!({ "keys": keys }),
         )))
+    }
+}
+
+impl Broker {
+    /// `GET <mount>/metadata/<path>`: the version history, no values.
+    async fn kv_metadata_read(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+        mount: &str,
+        rest: &[String],
+    ) -> Result<Pending, Refused> {
+        ctx.op("kv.metadata");
+        let res = resource(mount, rest, false)?;
+        ctx.path(res.as_str());
+        if req.method() != "GET" {
+            return Err(Refused::status(405, "unsupported operation"));
+        }
+        if rest.is_empty() || req.trailing_slash {
+            return Err(Refused::bad_request(
+                "invalid path: a secret path cannot end in `/`",
+            ));
+        }
+        let session = self.authenticate(req, ctx).await?;
+        let grant = session
+            .workload()?
+            .decide(Capability::Read, &res, req.inc.peer, req.now)
+            .map_err(|d| Refused::denied(d.to_string()))?;
+        let backend = self
+            .backends
+            .get(mount)
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        let versions = backend
+            .metadata(&grant)
+            .await
+            .map_err(|e| backend_refusal(&e))?
+            .ok_or_else(|| Refused::not_found("secret not found"))?;
+        let (Some(first), Some(last)) = (versions.first(), versions.last()) else {
+            return Err(Refused::not_found("secret not found"));
+        };
+        let history: serde_json::Map<String, serde_json::Value> = versions
+            .iter()
+            .map(|v| {
+                (
+                    v.version.to_string(),
+                    serde_json::json!({
+                        "created_time": rfc3339(v.created_time),
+                        "deletion_time": v.deletion_time.map(rfc3339).unwrap_or_default(),
+                        "destroyed": v.destroyed,
+                    }),
+                )
+            })
+            .collect();
+        let data = serde_json::json!({
+            "cas_required": false,
+            "created_time": rfc3339(first.created_time),
+            "current_version": last.version,
+            "custom_metadata": null,
+            "delete_version_after": "0s",
+            "max_versions": 0,
+            "oldest_version": first.version,
+            "updated_time": rfc3339(last.created_time),
+            "versions": history,
+        });
+        Ok(Pending::reply(Self::envelope(req, data)))
     }
 }

@@ -174,13 +174,14 @@ impl Broker {
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
+        skip: usize,
     ) -> Result<Pending, Refused> {
         ctx.op("lease.revoke_prefix");
         Self::require_method(req, &["PUT", "POST"])?;
         let body: LeaseBody = req.json()?;
         let s = self.authenticate(req, ctx).await?;
         let prefix = req
-            .rest(3)
+            .rest(skip)
             .ok_or_else(|| Refused::bad_request("prefix must be specified"))?;
         let status = if body.sync == Some(false) { 202 } else { 204 };
         Ok(Pending::mutate(

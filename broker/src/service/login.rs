@@ -55,13 +55,41 @@ pub(crate) fn auth_block(token: &TokenRecord, client_token: String, ttl: i64) ->
     }
 }
 
+/// Vault's Kubernetes login metadata, from a projected service-account
+/// token's `kubernetes.io` claims.
+fn kubernetes_meta(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    meta: &mut BTreeMap<String, String>,
+) {
+    let k8s = claims.get("kubernetes.io");
+    let get = |ptr: &str| {
+        k8s.and_then(|v| v.pointer(ptr))
+            .and_then(serde_json::Value::as_str)
+            .map(|s| escape_untrusted(s, 256))
+            .unwrap_or_default()
+    };
+    meta.insert("service_account_name".into(), get("/serviceaccount/name"));
+    meta.insert("service_account_namespace".into(), get("/namespace"));
+    meta.insert("service_account_uid".into(), get("/serviceaccount/uid"));
+    meta.insert("service_account_secret_name".into(), String::new());
+}
+
 impl Broker {
     pub(crate) async fn jwt_login(
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
     ) -> Result<Pending, Refused> {
-        ctx.op("auth.jwt.login");
+        // `auth/kubernetes/login` takes the same body: a service-account
+        // token is a JWT from the cluster's issuer, checked offline against
+        // its keys (no TokenReview: pod deletion is bounded by the token's
+        // own short expiry).
+        let kubernetes = req.segments.get(1).is_some_and(|m| m == "kubernetes");
+        ctx.op(if kubernetes {
+            "auth.kubernetes.login"
+        } else {
+            "auth.jwt.login"
+        });
         Self::require_method(req, &["POST", "PUT"])?;
         let body: LoginBody = req.json()?;
         let role = body
@@ -108,11 +136,19 @@ impl Broker {
         meta.insert("role".to_owned(), workload.name.clone());
         meta.insert("issuer".to_owned(), verified.issuer_name.clone());
         meta.insert("sub".to_owned(), escape_untrusted(&verified.subject, 256));
+        if kubernetes {
+            kubernetes_meta(&verified.claims, &mut meta);
+        }
         let record = TokenRecord {
             hash: self.hasher.token(&token),
             accessor,
             workload: workload.name.clone(),
-            auth_path: "auth/jwt/login".into(),
+            auth_path: if kubernetes {
+                "auth/kubernetes/login"
+            } else {
+                "auth/jwt/login"
+            }
+            .into(),
             issuer: verified.issuer_name.clone(),
             subject: escape_untrusted(&verified.subject, 256),
             source: req.inc.peer.to_string(),

@@ -13,6 +13,7 @@ mod admin;
 mod kv;
 mod leases;
 mod login;
+mod sys;
 mod tokens;
 
 use std::collections::HashMap;
@@ -440,11 +441,10 @@ impl Broker {
         // stored times come out in whole seconds.
         let now = self.clock.now().trunc_subsecs(6);
         // Unaudited, unauthenticated status endpoints (Vault's short list).
-        if let Some(raw) = inc.raw_path.as_deref() {
-            let bare = raw.trim_end_matches('/');
-            if bare == "sys/health" || bare == "sys/seal-status" {
-                return self.status_endpoint(bare, &inc).await;
-            }
+        if let Some(raw) = inc.raw_path.as_deref()
+            && let Some(reply) = self.status_endpoint(raw, &inc).await
+        {
+            return reply;
         }
         let mut ctx = AuditCtx::new(&inc, now);
         let result = self.route(&inc, &mut ctx, now).await;
@@ -532,9 +532,25 @@ impl Broker {
         let path = match canonicalize(raw) {
             Ok(p) => p,
             Err(PathError::EmptySegment { .. }) => {
-                return Err(Refused::bad_request(
-                    "invalid path: empty path segment (`//`)",
-                ));
+                // As Vault does: redirect to the cleaned path, which is then
+                // checked like any other (node-vault's `auth//login` bug).
+                ctx.op("redirect");
+                let mut cleaned = String::from("/v1/");
+                cleaned.push_str(
+                    &raw.split('/')
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
+                if raw.ends_with('/') {
+                    cleaned.push('/');
+                }
+                if let Some(q) = inc.query.as_deref() {
+                    cleaned.push('?');
+                    cleaned.push_str(q);
+                }
+                ctx.note("redirect to the path without empty segments");
+                return Ok(Pending::reply(Reply::Redirect { location: cleaned }));
             }
             Err(e) => return Err(Refused::bad_request(e.to_string())),
         };
@@ -548,20 +564,30 @@ impl Broker {
         ctx.path(&escape_untrusted(path.as_str(), MAX_LOGGED));
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         match seg.as_slice() {
-            ["auth", "jwt", "login"] => self.jwt_login(&req, ctx).await,
+            ["auth", "jwt" | "kubernetes", "login"] => self.jwt_login(&req, ctx).await,
+            ["sys", "internal", "ui", "mounts", ..] => self.mounts_preflight(&req, ctx).await,
             ["auth", "token", "lookup-self"] => self.token_lookup_self(&req, ctx).await,
             ["auth", "token", "renew-self"] => self.token_renew_self(&req, ctx).await,
             ["auth", "token", "revoke-self"] => self.token_revoke_self(&req, ctx).await,
             ["sys", "leases", "lookup", ..] => self.lease_lookup(&req, ctx).await,
             ["sys", "leases", "renew", ..] => self.lease_renew(&req, ctx).await,
             ["sys", "leases", "revoke", ..] => self.lease_revoke(&req, ctx, 3).await,
-            ["sys", "leases", "revoke-prefix", ..] => self.lease_revoke_prefix(&req, ctx).await,
+            ["sys", "leases", "revoke-prefix", ..] => self.lease_revoke_prefix(&req, ctx, 3).await,
+            // node-vault's revokePrefix still uses the pre-0.7 Vault path.
+            ["sys", "revoke-prefix", ..] => self.lease_revoke_prefix(&req, ctx, 2).await,
             ["leash", ..] => self.admin(&req, ctx).await,
             [mount, "data", ..] if self.backends.contains_key(*mount) => {
                 self.kv_read(&req, ctx).await
             }
             [mount, "metadata", ..] if self.backends.contains_key(*mount) => {
                 self.kv_metadata(&req, ctx).await
+            }
+            ["auth", ..] => {
+                // An auth path Leash does not serve: Vault answers 403 to a
+                // caller without a root token, and so does Leash (it says
+                // nothing about which auth methods exist).
+                ctx.op("auth.unknown");
+                Err(Refused::denied("no such auth method"))
             }
             _ => {
                 ctx.op("unknown");
@@ -634,35 +660,6 @@ impl Broker {
         }
         ctx.identity("operator");
         Ok(())
-    }
-
-    async fn status_endpoint(&self, which: &str, inc: &Incoming) -> Reply {
-        let store_ok = self.store.ping().await.is_ok();
-        let version = env!("CARGO_PKG_VERSION");
-        let now = self.clock.now().timestamp();
-        if which == "sys/seal-status" {
-            return Reply::json(
-                200,
-                &serde_json::json!({
-                    "type": "leash", "initialized": true, "sealed": false, "t": 1, "n": 1,
-                    "progress": 0, "nonce": "", "version": version, "migration": false,
-                    "recovery_seal": false, "storage_type": self.store.kind(),
-                    "cluster_name": "leash", "cluster_id": "",
-                }),
-            );
-        }
-        let status = if store_ok { 200 } else { 503 };
-        let body = serde_json::json!({
-            "initialized": true, "sealed": false, "standby": false,
-            "performance_standby": false,
-            "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
-            "server_time_utc": now, "version": version,
-            "cluster_name": "leash", "cluster_id": "",
-        });
-        if inc.method == "HEAD" {
-            return Reply::Empty { status };
-        }
-        Reply::json(status, &body)
     }
 
     /// Requires one of `methods`.

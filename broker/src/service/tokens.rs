@@ -37,7 +37,8 @@ impl Broker {
             "entity_id": t.accessor,
             "expire_time": rfc3339(t.expires_at),
             "explicit_max_ttl": (t.max_expires_at - t.created_at).num_seconds().max(0),
-            "id": "",
+            // The caller's own token, as Vault answers (it presented it).
+            "id": req.inc.token.as_ref().map(|t| t.expose()).unwrap_or_default(),
             "issue_time": rfc3339(t.created_at),
             "meta": t.meta,
             "num_uses": 0,

@@ -18,7 +18,7 @@ use leash_policy::{Capability, Grant};
 use leash_store::Store;
 use zeroize::Zeroizing;
 
-use crate::{BackendError, SecretBackend, SecretData, SecretVersion, granted_path};
+use crate::{BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, granted_path};
 
 const NONCE_LEN: usize = 12;
 const SEAL_VERSION: u8 = 1;
@@ -158,6 +158,29 @@ impl SecretBackend for BuiltinBackend {
             deletion_time: row.deleted_at,
             destroyed: row.destroyed,
         }))
+    }
+
+    async fn metadata(&self, grant: &Grant) -> Result<Option<Vec<VersionInfo>>, BackendError> {
+        let path = granted_path(grant, &self.mount, Capability::Read)?;
+        let versions = self
+            .store
+            .kv_versions(&self.mount, path)
+            .await
+            .map_err(|e| BackendError::Unavailable(Box::new(e)))?;
+        if versions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            versions
+                .into_iter()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    created_time: v.created_at,
+                    deletion_time: v.deleted_at,
+                    destroyed: v.destroyed,
+                })
+                .collect(),
+        ))
     }
 
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError> {

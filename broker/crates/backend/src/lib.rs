@@ -97,6 +97,19 @@ pub struct SecretVersion {
     pub destroyed: bool,
 }
 
+/// The history entry of one version (no value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionInfo {
+    /// The version number.
+    pub version: u64,
+    /// When it was written.
+    pub created_time: DateTime<Utc>,
+    /// When it was soft-deleted.
+    pub deletion_time: Option<DateTime<Utc>>,
+    /// Whether it was destroyed.
+    pub destroyed: bool,
+}
+
 /// A store of secrets behind one mount.
 #[async_trait]
 pub trait SecretBackend: Send + Sync + 'static {
@@ -106,6 +119,11 @@ pub trait SecretBackend: Send + Sync + 'static {
     /// The mount this backend serves.
     fn mount(&self) -> &str;
 
+    /// The KV API version the mount speaks to Vault clients (1 or 2).
+    fn kv_version(&self) -> u8 {
+        2
+    }
+
     /// Reads the secret the grant names (latest version, or `version`).
     /// `Ok(None)` when it does not exist.
     async fn read(
@@ -113,6 +131,10 @@ pub trait SecretBackend: Send + Sync + 'static {
         grant: &Grant,
         version: Option<u64>,
     ) -> Result<Option<SecretVersion>, BackendError>;
+
+    /// The version history of the secret the grant names (read capability),
+    /// oldest first; `Ok(None)` when it does not exist.
+    async fn metadata(&self, grant: &Grant) -> Result<Option<Vec<VersionInfo>>, BackendError>;
 
     /// Lists the folder the grant names: direct children, sub-folders
     /// ending in `/`. Empty when there is nothing.

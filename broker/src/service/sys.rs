@@ -1,0 +1,167 @@
+//! Vault's `sys/` status endpoints and the KV preflight.
+//!
+//! `sys/health`, `sys/seal-status`, `sys/leader` and `sys/init` are
+//! unauthenticated and unaudited (Vault's short list): they carry no
+//! identity and reveal nothing but liveness. Leash is "sealed" for them while
+//! its state store is unreachable, because it then serves nothing.
+//!
+//! `sys/internal/ui/mounts/<path>` is the preflight every `vault kv` command
+//! and Vault Agent template sends. It answers only to a token whose workload
+//! has some scope under the mount, and is audited like any request.
+
+use leash_domain::audit::escape_untrusted;
+use serde_json::json;
+
+use super::{AuditCtx, Broker, Incoming, Pending, Refused, Req};
+use crate::wire::Reply;
+
+/// The query value of `key` in a raw query string.
+fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| {
+        pair.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    })
+}
+
+/// A status code from a health override parameter (Vault accepts any
+/// integer; HTTP needs 100..=599).
+fn code(query: Option<&str>, key: &str, default: u16) -> u16 {
+    query_value(query, key)
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|c| (100..=599).contains(c))
+        .unwrap_or(default)
+}
+
+impl Broker {
+    /// The unaudited status endpoints; `None` when `path` is not one.
+    pub(crate) async fn status_endpoint(&self, path: &str, inc: &Incoming) -> Option<Reply> {
+        let which = path.trim_end_matches('/');
+        if !matches!(
+            which,
+            "sys/health" | "sys/seal-status" | "sys/leader" | "sys/init"
+        ) {
+            return None;
+        }
+        if !matches!(inc.method.as_str(), "GET" | "HEAD") {
+            return Some(Reply::error(405, &[]));
+        }
+        let sealed = self.store.ping().await.is_err();
+        let version = env!("CARGO_PKG_VERSION");
+        let reply = match which {
+            "sys/seal-status" => Reply::json(
+                200,
+                &json!({
+                    "type": "leash", "initialized": true, "sealed": sealed, "t": 1, "n": 1,
+                    "progress": 0, "nonce": "", "version": version, "migration": false,
+                    "recovery_seal": false, "storage_type": self.store.kind(),
+                    "cluster_name": "leash", "cluster_id": "",
+                }),
+            ),
+            "sys/leader" => Reply::json(200, &json!({ "ha_enabled": false })),
+            "sys/init" => Reply::json(200, &json!({ "initialized": true })),
+            _ => {
+                let q = inc.query.as_deref();
+                let status = if sealed {
+                    code(q, "sealedcode", 503)
+                } else {
+                    code(q, "activecode", 200)
+                };
+                let body = json!({
+                    "initialized": true, "sealed": sealed, "standby": false,
+                    "performance_standby": false,
+                    "replication_performance_mode": "disabled", "replication_dr_mode": "disabled",
+                    "server_time_utc": self.clock.now().timestamp(), "version": version,
+                    "cluster_name": "leash", "cluster_id": "",
+                });
+                if inc.method == "HEAD" {
+                    Reply::Empty { status }
+                } else {
+                    Reply::json(status, &body)
+                }
+            }
+        };
+        Some(reply)
+    }
+
+    /// `GET sys/internal/ui/mounts[/<path>]`.
+    pub(crate) async fn mounts_preflight(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        ctx.op("sys.mounts");
+        Self::require_method(req, &["GET"])?;
+        let session = self.authenticate(req, ctx).await?;
+        let workload = session.workload()?;
+        let rest = &req.segments[4..];
+        let Some(mount) = rest.first() else {
+            // The mount listing: only mounts the caller can use.
+            let mut secret = serde_json::Map::new();
+            for (name, b) in &self.backends {
+                if workload.has_access_under(name) {
+                    secret.insert(format!("{name}/"), self.mount_info(name, b.kv_version()));
+                }
+            }
+            return Ok(Pending::reply(Self::envelope(
+                req,
+                json!({ "auth": {}, "secret": secret }),
+            )));
+        };
+        match self.backends.get(mount.as_str()) {
+            Some(b) if workload.has_access_under(mount) => Ok(Pending::reply(Self::envelope(
+                req,
+                self.mount_info(mount, b.kv_version()),
+            ))),
+            _ => {
+                let mut asked = rest.join("/");
+                asked.push('/');
+                Err(Refused::status(
+                    403,
+                    format!(
+                        "preflight capability check returned 403, please ensure client's policies grant access to path \"{}\"",
+                        escape_untrusted(&asked, 256)
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn mount_info(&self, mount: &str, kv_version: u8) -> serde_json::Value {
+        json!({
+            "accessor": format!("kv_{mount}"),
+            "config": { "default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0 },
+            "deprecation_status": "supported",
+            "description": "Leash-brokered key/value secrets",
+            "external_entropy_access": false,
+            "local": false,
+            // A string: the Go CLI panics on a number here.
+            "options": { "version": kv_version.to_string() },
+            "path": format!("{mount}/"),
+            "plugin_version": "",
+            "running_plugin_version": concat!("leash-", env!("CARGO_PKG_VERSION")),
+            "running_sha256": "",
+            "seal_wrap": false,
+            "type": "kv",
+            "uuid": "",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_overrides() {
+        assert_eq!(code(Some("activecode=299"), "activecode", 200), 299);
+        assert_eq!(
+            code(Some("standbyok=true&activecode=204"), "activecode", 200),
+            204
+        );
+        assert_eq!(code(Some("activecode=abc"), "activecode", 200), 200);
+        assert_eq!(code(Some("activecode=99999"), "activecode", 200), 200);
+        assert_eq!(code(None, "sealedcode", 503), 503);
+        assert_eq!(code(Some(""), "activecode", 200), 200);
+    }
+}

@@ -1,0 +1,290 @@
+//! The Vault HTTP API contract, request by request, as
+//! `shared/reference/vault-compat.md` records it from a real server: the
+//! shapes, types and status codes real clients depend on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+
+use leash_tests::{Db, TestBroker};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_endpoints_are_unauthenticated_and_honour_overrides() {
+    let b = TestBroker::start(Db::Sqlite).await;
+    let before = b.audit_count().await;
+    let r = b.client.raw("GET", "/v1/sys/health", None).await.unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json().unwrap();
+    assert_eq!(
+        (v["initialized"].clone(), v["sealed"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(
+        v["performance_standby"],
+        json!(false),
+        "vaultrs requires it"
+    );
+    assert!(v["server_time_utc"].is_i64());
+    assert_eq!(
+        b.client
+            .raw("GET", "/v1/sys/health?activecode=299", None)
+            .await
+            .unwrap()
+            .status,
+        299
+    );
+    assert_eq!(
+        b.client
+            .raw(
+                "GET",
+                "/v1/sys/health?standbyok=true&perfstandbyok=true",
+                None
+            )
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let head = b.client.raw("HEAD", "/v1/sys/health", None).await.unwrap();
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    let r = b
+        .client
+        .raw("GET", "/v1/sys/seal-status", None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (r["sealed"].clone(), r["t"].clone(), r["n"].clone()),
+        (json!(false), json!(1), json!(1))
+    );
+    assert_eq!(
+        b.client
+            .raw("GET", "/v1/sys/leader", None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap(),
+        json!({"ha_enabled": false})
+    );
+    assert_eq!(
+        b.client
+            .raw("GET", "/v1/sys/init", None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap(),
+        json!({"initialized": true})
+    );
+    // A trailing `?` with nothing after it (vaultrs).
+    assert_eq!(
+        b.client
+            .raw("GET", "/v1/sys/health?", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(b.audit_count().await, before, "Vault's unaudited list");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_preflight_answers_what_the_cli_needs() {
+    let b = TestBroker::start(Db::Sqlite).await;
+    let w = b.login("payments-api").await;
+    // Any path under a mount the workload has a scope in, even outside it.
+    for p in ["secret/payments/db", "secret/other/x", "secret"] {
+        let r = w
+            .raw("GET", &format!("/v1/sys/internal/ui/mounts/{p}"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{p}");
+        let v = r.json().unwrap();
+        assert_eq!(v["data"]["path"], json!("secret/"));
+        assert_eq!(
+            v["data"]["options"]["version"],
+            json!("2"),
+            "a string: the CLI panics on a number"
+        );
+        assert_eq!(v["data"]["type"], json!("kv"));
+        assert_eq!(v["lease_id"], json!(""));
+    }
+    // A mount that does not exist: 403 with the CLI's message, never 404
+    // (a 404 would silently downgrade the CLI to KV v1 paths).
+    let r = w
+        .raw("GET", "/v1/sys/internal/ui/mounts/kv1/app/db", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.contains("preflight capability check returned 403"),
+        "{}",
+        r.body
+    );
+    // No token: plain permission denied.
+    let r = b
+        .client
+        .raw("GET", "/v1/sys/internal/ui/mounts/secret/x", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json().unwrap()),
+        (403, json!({"errors": ["permission denied"]}))
+    );
+    // The listing shows the usable mounts.
+    let v = w
+        .raw("GET", "/v1/sys/internal/ui/mounts", None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        v["data"]["secret"]["secret/"]["options"]["version"],
+        json!("2")
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_metadata_read() {
+    let b = TestBroker::start(Db::Postgres).await;
+    let w = b.login("payments-api").await;
+    let r = w
+        .raw("GET", "/v1/secret/metadata/payments/db", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let d = r.json().unwrap()["data"].clone();
+    assert_eq!(d["current_version"], json!(1));
+    assert_eq!(d["oldest_version"], json!(1));
+    assert_eq!(d["delete_version_after"], json!("0s"));
+    assert_eq!(d["cas_required"], json!(false));
+    assert_eq!(d["custom_metadata"], json!(null));
+    assert!(d["versions"]["1"]["created_time"].is_string());
+    assert_eq!(d["versions"]["1"]["destroyed"], json!(false));
+    assert!(!r.body.contains("pw-"), "metadata never carries a value");
+    // Outside the scope: the same 403 as a read, whether or not it exists.
+    for p in ["payments/admin/root", "payments/admin/none"] {
+        let r = w
+            .raw("GET", &format!("/v1/secret/metadata/{p}"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "{p}");
+    }
+    let r = w
+        .raw("GET", "/v1/secret/metadata/payments/none", None)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json().unwrap()), (404, json!({"errors": []})));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_with_empty_segments_redirect_and_unknown_auth_is_403() {
+    let b = TestBroker::start(Db::Sqlite).await;
+    let w = b.login("payments-api").await;
+    let tok = w.token().unwrap().to_owned();
+    let (status, _) = b
+        .raw_http(
+            "GET",
+            "/v1/secret/data/payments//admin/root?version=1",
+            &[("X-Vault-Token", &tok)],
+            b"",
+        )
+        .await;
+    assert_eq!(status, 307);
+    let raw = raw_response(&b, "GET", "/v1/secret/data//payments/db?version=1", &tok).await;
+    assert!(
+        raw.contains("location: /v1/secret/data/payments/db?version=1"),
+        "{raw}"
+    );
+    // node-vault's kubernetesLogin bug: `auth//login` → `auth/login` → 403.
+    let raw = raw_response(&b, "POST", "/v1/auth//login", "").await;
+    assert!(raw.contains("location: /v1/auth/login"), "{raw}");
+    let r = b
+        .client
+        .raw(
+            "POST",
+            "/v1/auth/login",
+            Some(json!({"role": "x", "jwt": "y"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = b
+        .client
+        .raw("POST", "/v1/auth/approle-nope/login", Some(json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json().unwrap()),
+        (403, json!({"errors": ["permission denied"]}))
+    );
+    b.stop().await;
+}
+
+async fn raw_response(b: &TestBroker, method: &str, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = b.addr.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-Vault-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_login_path_and_legacy_revoke_prefix() {
+    let b = TestBroker::start(Db::Sqlite).await;
+    let jwt = b.jwt_with(
+        "payments-api",
+        json!({"kubernetes.io": {"namespace": "payments", "serviceaccount": {"name": "payments-sa", "uid": "u-1"}}}),
+    );
+    let r = b
+        .client
+        .raw(
+            "POST",
+            "/v1/auth/kubernetes/login",
+            Some(json!({"role": "payments-api", "jwt": jwt})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json().unwrap();
+    let meta = &v["auth"]["metadata"];
+    assert_eq!(meta["service_account_name"], json!("payments-sa"));
+    assert_eq!(meta["service_account_namespace"], json!("payments"));
+    assert_eq!(meta["service_account_uid"], json!("u-1"));
+    assert_eq!(
+        v["auth"]["entity_id"].as_str().map(str::is_empty),
+        Some(false)
+    );
+    let w = b
+        .client
+        .with_token(v["auth"]["client_token"].as_str().unwrap());
+    let look = w
+        .raw("GET", "/v1/auth/token/lookup-self", None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(look["data"]["path"], json!("auth/kubernetes/login"));
+    assert_eq!(look["data"]["id"], json!(w.token().unwrap()));
+
+    // node-vault's revokePrefix: PUT /v1/sys/revoke-prefix/<p>.
+    let s = w.kv_read("secret", "payments/db", None).await.unwrap();
+    let r = w
+        .raw(
+            "PUT",
+            "/v1/sys/revoke-prefix/secret/data/payments/",
+            Some(json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204);
+    assert!(w.lease_lookup(&s.lease_id).await.is_err());
+    b.stop().await;
+}
