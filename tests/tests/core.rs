@@ -695,7 +695,7 @@ async fn bad_input_is_a_clear_audited_4xx(db: Db) {
             "",
         ),
         (
-            "DELETE",
+            "OPTIONS",
             "/v1/secret/data/payments/db",
             vec![],
             405,

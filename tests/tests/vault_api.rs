@@ -288,3 +288,288 @@ async fn kubernetes_login_path_and_legacy_revoke_prefix() {
     assert!(w.lease_lookup(&s.lease_id).await.is_err());
     b.stop().await;
 }
+
+fn policy(name: &str, scopes: &str) -> (String, String) {
+    (
+        format!("{name}.toml"),
+        format!(
+            "name = \"{name}\"\n[login]\nmethod = \"jwt\"\nissuer = \"dev\"\n[login.bound_claims]\nsub = \"{name}\"\n[lease]\nttl = \"5m\"\nmax_ttl = \"1h\"\n{scopes}"
+        ),
+    )
+}
+
+fn writer_policies() -> Vec<(String, String)> {
+    vec![
+        policy(
+            "kv-writer",
+            "[[scope]]\npath = \"secret/app/*\"\ncapabilities = [\"read\", \"list\", \"create\", \"update\", \"patch\", \"delete\"]\n\
+             [[scope]]\npath = \"secret/app/locked/*\"\ndeny = true\n",
+        ),
+        policy(
+            "kv-creator",
+            "[[scope]]\npath = \"secret/drop/*\"\ncapabilities = [\"create\"]\n",
+        ),
+        policy(
+            "kv-updater",
+            "[[scope]]\npath = \"secret/drop/*\"\ncapabilities = [\"update\", \"read\"]\n",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_v2_writes_check_and_set_patch_and_delete() {
+    for db in [Db::Postgres, Db::Sqlite] {
+        let b = TestBroker::start_with(
+            db,
+            leash_tests::Options {
+                policies: Some(writer_policies()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let w = b.login("kv-writer").await;
+        let put = |body: serde_json::Value| {
+            let w = w.clone();
+            async move {
+                w.raw("PUT", "/v1/secret/data/app/x", Some(body))
+                    .await
+                    .unwrap()
+            }
+        };
+        let r = put(json!({"data": {"a": "1", "keep": "k"}, "options": {}})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json().unwrap();
+        assert_eq!(v["data"]["version"], json!(1));
+        assert_eq!(
+            (
+                v["data"]["deletion_time"].clone(),
+                v["data"]["destroyed"].clone()
+            ),
+            (json!(""), json!(false))
+        );
+        assert!(v["data"]["created_time"].is_string());
+        assert_eq!(v["lease_id"], json!(""));
+
+        // Check-and-set.
+        let r = put(json!({"data": {"a": "2"}, "options": {"cas": 0}})).await;
+        assert_eq!(
+            (r.status, r.json().unwrap()),
+            (
+                400,
+                json!({"errors": ["check-and-set parameter did not match the current version"]})
+            )
+        );
+        let r = put(json!({"data": {"a": "2", "keep": "k"}, "options": {"cas": 1}})).await;
+        assert_eq!(r.json().unwrap()["data"]["version"], json!(2));
+        assert_eq!(
+            put(json!({"data": {"a": "3"}, "options": {"cas": 1}}))
+                .await
+                .status,
+            400
+        );
+
+        // Merge patch (null removes a key), with the CLI's content type.
+        let (status, body) = b
+            .raw_http(
+                "PATCH",
+                "/v1/secret/data/app/x",
+                &[
+                    ("X-Vault-Token", w.token().unwrap()),
+                    ("Content-Type", "application/merge-patch+json"),
+                ],
+                br#"{"data":{"b":"new","a":null},"options":{}}"#,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let s = w.kv_read("secret", "app/x", None).await.unwrap();
+        assert_eq!(
+            serde_json::Value::Object(s.data.clone()),
+            json!({"b": "new", "keep": "k"})
+        );
+        assert_eq!(s.metadata.version, 3);
+        assert!(
+            !s.lease_id.is_empty(),
+            "a write does not change how reads are leased"
+        );
+        assert_eq!(
+            w.kv_read("secret", "app/x", Some(1)).await.unwrap().data["a"],
+            json!("1")
+        );
+
+        // Delete: the latest version is soft-deleted; older ones stay.
+        let r = w
+            .raw("DELETE", "/v1/secret/data/app/x", None)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 204);
+        let r = w.raw("GET", "/v1/secret/data/app/x", None).await.unwrap();
+        assert_eq!(r.status, 404);
+        let v = r.json().unwrap();
+        assert_eq!(
+            v["data"]["data"],
+            json!(null),
+            "Vault's deleted-version envelope"
+        );
+        assert!(
+            !v["data"]["metadata"]["deletion_time"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(v["data"]["metadata"]["version"], json!(3));
+        assert_eq!(
+            w.kv_read("secret", "app/x", Some(2)).await.unwrap().data["a"],
+            json!("2")
+        );
+        let m = w
+            .raw("GET", "/v1/secret/metadata/app/x", None)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(m["data"]["current_version"], json!(3));
+        assert!(
+            !m["data"]["versions"]["3"]["deletion_time"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
+        // Patching a deleted latest version is a 404, as in Vault.
+        assert_eq!(
+            w.raw(
+                "PATCH",
+                "/v1/secret/data/app/x",
+                Some(json!({"data": {"c": "1"}}))
+            )
+            .await
+            .unwrap()
+            .status,
+            404
+        );
+
+        // Bad bodies and refusals.
+        for body in [
+            json!({}),
+            json!({"data": "str"}),
+            json!({"data": {"a": 1}, "options": {"cas": "x"}}),
+        ] {
+            assert_eq!(put(body).await.status, 400);
+        }
+        let r = w
+            .raw(
+                "PUT",
+                "/v1/secret/data/app/locked/k",
+                Some(json!({"data": {"a": "1"}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403);
+        let r = w
+            .raw(
+                "PUT",
+                "/v1/secret/data/payments/db",
+                Some(json!({"data": {"a": "1"}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403);
+
+        // Every write is audited, without its value.
+        let events = b.store.audit_events(0, 1000).await.unwrap();
+        let ops: Vec<_> = events
+            .iter()
+            .map(|e| (e.event.operation.as_str(), e.event.status))
+            .collect();
+        assert!(
+            ops.contains(&("kv.write", 200))
+                && ops.contains(&("kv.patch", 200))
+                && ops.contains(&("kv.delete", 204))
+        );
+        assert!(
+            ops.contains(&("kv.write", 400)),
+            "a CAS mismatch is recorded as a refusal"
+        );
+        let dump = serde_json::to_string(&events).unwrap();
+        assert!(
+            !dump.contains("\"new\"") && !dump.contains("keep"),
+            "no values in the audit log"
+        );
+        assert!(b.verify_chain().await.ok);
+        b.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_update_are_separate_capabilities() {
+    let b = TestBroker::start_with(
+        Db::Postgres,
+        leash_tests::Options {
+            policies: Some(writer_policies()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let creator = b.login("kv-creator").await;
+    let updater = b.login("kv-updater").await;
+    let body = json!({"data": {"k": "v"}});
+    assert_eq!(
+        updater
+            .raw("POST", "/v1/secret/data/drop/a", Some(body.clone()))
+            .await
+            .unwrap()
+            .status,
+        403,
+        "update-only cannot create"
+    );
+    assert_eq!(
+        creator
+            .raw("POST", "/v1/secret/data/drop/a", Some(body.clone()))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        creator
+            .raw("POST", "/v1/secret/data/drop/a", Some(body.clone()))
+            .await
+            .unwrap()
+            .status,
+        403,
+        "create-only cannot overwrite"
+    );
+    let r = updater
+        .raw("POST", "/v1/secret/data/drop/a", Some(body.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.json().unwrap()["data"]["version"].clone()),
+        (200, json!(2))
+    );
+    // The creator cannot read what it wrote; the updater can.
+    assert_eq!(
+        creator
+            .raw("GET", "/v1/secret/data/drop/a", None)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(
+        updater
+            .kv_read("secret", "drop/a", None)
+            .await
+            .unwrap()
+            .data["k"],
+        json!("v")
+    );
+    assert_eq!(
+        creator
+            .raw("DELETE", "/v1/secret/data/drop/a", None)
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    b.stop().await;
+}

@@ -7,10 +7,12 @@
 //! was revoked while the read was in flight, the lease insert does not
 //! apply and the caller gets 403 instead of the value.
 
+use leash_backend::SecretData;
 use leash_backend::{BackendError, SecretVersion};
 use leash_domain::crypto::new_lease_suffix;
-use leash_domain::{LeaseRecord, Mutation, Refusal};
+use leash_domain::{LeaseRecord, Mutation, Refusal, WriteRule};
 use leash_policy::{CanonicalPath, Capability, canonicalize};
+use serde::Deserialize;
 
 use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
 use crate::wire::{Envelope, KvData, KvMetadata, Reply, rfc3339};
@@ -48,7 +50,200 @@ fn metadata(v: &SecretVersion) -> KvMetadata {
     }
 }
 
+/// The body of a KV v2 write or patch. Not `Debug`: it holds the value.
+#[derive(Default, Deserialize)]
+struct WriteBody {
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    options: Option<WriteOptions>,
+}
+
+#[derive(Default, Deserialize)]
+struct WriteOptions {
+    #[serde(default)]
+    cas: Option<serde_json::Value>,
+}
+
+impl WriteBody {
+    /// The data map and the check-and-set version, validated.
+    fn parts(self) -> Result<(serde_json::Map<String, serde_json::Value>, Option<u64>), Refused> {
+        let data = match self.data {
+            None | Some(serde_json::Value::Null) => {
+                return Err(Refused::bad_request("no data provided"));
+            }
+            Some(serde_json::Value::Object(m)) => m,
+            Some(_) => return Err(Refused::bad_request("data must be a JSON object")),
+        };
+        let cas = match self.options.and_then(|o| o.cas) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                Refused::bad_request("options.cas must be a non-negative integer")
+            })?),
+        };
+        Ok((data, cas))
+    }
+}
+
+/// RFC 7386 JSON merge patch: `null` removes a key, objects merge
+/// recursively, anything else replaces.
+fn merge_patch(
+    target: &mut serde_json::Map<String, serde_json::Value>,
+    patch: serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in patch {
+        match v {
+            serde_json::Value::Null => {
+                target.remove(&k);
+            }
+            serde_json::Value::Object(p) => {
+                let entry = target
+                    .entry(k)
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if !entry.is_object() {
+                    *entry = serde_json::Value::Object(Default::default());
+                }
+                if let Some(t) = entry.as_object_mut() {
+                    merge_patch(t, p);
+                }
+            }
+            other => {
+                target.insert(k, other);
+            }
+        }
+    }
+}
+
 impl Broker {
+    /// `<mount>/data/<path>`, by method.
+    pub(crate) async fn kv_data(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        match req.method() {
+            "GET" | "HEAD" => self.kv_read(req, ctx).await,
+            "POST" | "PUT" => self.kv_write(req, ctx, false).await,
+            "PATCH" => self.kv_write(req, ctx, true).await,
+            "DELETE" => self.kv_delete(req, ctx).await,
+            _ => {
+                ctx.op("kv.unknown");
+                Err(Refused::status(405, "unsupported operation"))
+            }
+        }
+    }
+
+    /// A write (POST/PUT, `create`/`update`) or a merge patch (PATCH,
+    /// `patch`), committed with its audit event.
+    async fn kv_write(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+        patch: bool,
+    ) -> Result<Pending, Refused> {
+        ctx.op(if patch { "kv.patch" } else { "kv.write" });
+        let mount = req.segments[0].as_str();
+        let rest = &req.segments[2..];
+        let res = resource(mount, rest, false)?;
+        ctx.path(res.as_str());
+        if rest.is_empty() || req.trailing_slash {
+            return Err(Refused::bad_request(
+                "invalid path: a secret path cannot end in `/`",
+            ));
+        }
+        let (data, cas) = req.json::<WriteBody>()?.parts()?;
+        let session = self.authenticate(req, ctx).await?;
+        let workload = session.workload()?;
+        let decide = |cap| workload.decide(cap, &res, req.inc.peer, req.now);
+        let backend = self
+            .backends
+            .get(mount)
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        let (grant, rule, cas, value) = if patch {
+            let grant = decide(Capability::Patch).map_err(|d| Refused::denied(d.to_string()))?;
+            let current = backend
+                .read(&grant, None)
+                .await
+                .map_err(|e| backend_refusal(&e))?
+                .ok_or_else(|| Refused::not_found("secret not found"))?;
+            let Some(old) = current.data.as_ref() else {
+                return Err(Refused::not_found("latest version deleted"));
+            };
+            let mut merged: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(old.expose_json()).map_err(|_| {
+                    Refused::bad_gateway(&leash_backend::BackendError::Corrupt(
+                        "stored value".into(),
+                    ))
+                })?;
+            merge_patch(&mut merged, data);
+            (
+                grant,
+                WriteRule::UpdateOnly,
+                cas.or(Some(current.version)),
+                merged,
+            )
+        } else {
+            // `create` and `update` are separate capabilities; the store
+            // enforces which applies in the statement that writes.
+            match (decide(Capability::Create), decide(Capability::Update)) {
+                (Ok(g), Ok(_)) => (g, WriteRule::Any, cas, data),
+                (Ok(g), Err(_)) => (g, WriteRule::CreateOnly, cas, data),
+                (Err(_), Ok(g)) => (g, WriteRule::UpdateOnly, cas, data),
+                (Err(d), Err(_)) => return Err(Refused::denied(d.to_string())),
+            }
+        };
+        let value = SecretData::from_map(&value).map_err(|e| backend_refusal(&e))?;
+        let mutation = backend
+            .prepare_write(&grant, &value, rule, cas, req.now)
+            .await
+            .map_err(|e| backend_refusal(&e))?;
+        Ok(Pending::mutate(
+            mutation,
+            // Replaced by the version metadata once the store assigns it;
+            // the status is what the audit event records.
+            Reply::Empty { status: 200 },
+            Refusal {
+                status: 403,
+                reason: "permission denied".into(),
+            },
+        )
+        .written())
+    }
+
+    /// Soft-deletes the latest version (`delete`).
+    async fn kv_delete(&self, req: &Req<'_>, ctx: &mut AuditCtx) -> Result<Pending, Refused> {
+        ctx.op("kv.delete");
+        let mount = req.segments[0].as_str();
+        let rest = &req.segments[2..];
+        let res = resource(mount, rest, false)?;
+        ctx.path(res.as_str());
+        if rest.is_empty() || req.trailing_slash {
+            return Err(Refused::bad_request(
+                "invalid path: a secret path cannot end in `/`",
+            ));
+        }
+        let session = self.authenticate(req, ctx).await?;
+        let grant = session
+            .workload()?
+            .decide(Capability::Delete, &res, req.inc.peer, req.now)
+            .map_err(|d| Refused::denied(d.to_string()))?;
+        let backend = self
+            .backends
+            .get(mount)
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        let mutation = backend
+            .prepare_delete(&grant, req.now)
+            .map_err(|e| backend_refusal(&e))?;
+        Ok(Pending::mutate(
+            mutation,
+            Reply::Empty { status: 204 },
+            Refusal {
+                status: 403,
+                reason: "permission denied".into(),
+            },
+        ))
+    }
+
     pub(crate) async fn kv_read(
         &self,
         req: &Req<'_>,
@@ -59,9 +254,6 @@ impl Broker {
         let rest = &req.segments[2..];
         let res = resource(mount, rest, false)?;
         ctx.path(res.as_str());
-        if !matches!(req.method(), "GET" | "HEAD") {
-            return Err(Refused::status(405, "unsupported operation"));
-        }
         if rest.is_empty() || req.trailing_slash {
             return Err(Refused::bad_request(
                 "invalid path: a secret path cannot end in `/`",
@@ -260,5 +452,28 @@ impl Broker {
             "versions": history,
         });
         Ok(Pending::reply(Self::envelope(req, data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}, "x": 1})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let p = json!({"a": "z", "c": {"f": null}, "x": null, "n": {"k": "v"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        merge_patch(&mut t, p);
+        assert_eq!(
+            serde_json::Value::Object(t),
+            json!({"a": "z", "c": {"d": "e"}, "n": {"k": "v"}})
+        );
     }
 }

@@ -166,8 +166,19 @@ pub(crate) struct Pending {
     reply: Reply,
     /// What the caller gets if the mutation's condition fails at commit.
     refusal: Option<Refusal>,
-    /// Answer `{"revoked": N}` with the number of rows the mutation changed.
-    count: bool,
+    /// How the reply depends on the commit's outcome.
+    then: Then,
+}
+
+/// What to answer once the unit has committed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Then {
+    /// The prepared reply.
+    Reply,
+    /// `{"revoked": N}`: the rows the mutation changed.
+    Count,
+    /// KV v2 write metadata with the version the store assigned.
+    Written,
 }
 
 impl Pending {
@@ -176,7 +187,7 @@ impl Pending {
             mutation: None,
             reply,
             refusal: None,
-            count: false,
+            then: Then::Reply,
         }
     }
 
@@ -185,13 +196,19 @@ impl Pending {
             mutation: Some(mutation),
             reply,
             refusal: Some(refusal),
-            count: false,
+            then: Then::Reply,
         }
     }
 
     /// Replies with the number of rows the mutation changed.
     pub(crate) fn with_count(mut self) -> Self {
-        self.count = true;
+        self.then = Then::Count;
+        self
+    }
+
+    /// Replies with KV v2 write metadata for the version written.
+    pub(crate) fn written(mut self) -> Self {
+        self.then = Then::Written;
         self
     }
 }
@@ -459,30 +476,41 @@ impl Broker {
                 if ctx.event.reason.is_empty() {
                     ctx.event.reason = "ok".into();
                 }
-                let refusal = p.refusal.clone();
                 let request_id = ctx.event.request_id.clone();
+                let time = ctx.event.time;
+                let fallback = p.refusal.clone();
                 let unit = CommitUnit {
                     mutation: p.mutation,
                     event: ctx.event,
                     on_refusal: p.refusal,
                 };
                 match self.committer.commit(unit).await {
-                    Ok(c) => match c.outcome {
-                        Outcome::NotApplied(_) => {
-                            let r = refusal.unwrap_or(Refusal {
-                                status: 403,
-                                reason: "permission denied".into(),
-                            });
+                    Ok(c) => match (c.outcome, p.then) {
+                        (Outcome::NotApplied(why), _) => {
+                            let r = why.refusal(fallback.as_ref());
                             Reply::error(r.status, &[r.reason.as_str()])
                         }
-                        Outcome::Applied { affected } if p.count => Reply::json(
+                        (Outcome::Applied { affected }, Then::Count) => Reply::json(
                             200,
                             &Envelope::data(
                                 &request_id,
                                 serde_json::json!({ "revoked": affected }),
                             ),
                         ),
-                        Outcome::Applied { .. } | Outcome::Recorded => p.reply,
+                        (Outcome::Written { version }, Then::Written) => Reply::json(
+                            200,
+                            &Envelope::data(
+                                &request_id,
+                                crate::wire::KvMetadata {
+                                    created_time: crate::wire::rfc3339(time),
+                                    custom_metadata: None,
+                                    deletion_time: String::new(),
+                                    destroyed: false,
+                                    version,
+                                },
+                            ),
+                        ),
+                        _ => p.reply,
                     },
                     Err(e) => {
                         tracing::error!(error = %e, "request failed: audit commit");
@@ -577,7 +605,7 @@ impl Broker {
             ["sys", "revoke-prefix", ..] => self.lease_revoke_prefix(&req, ctx, 2).await,
             ["leash", ..] => self.admin(&req, ctx).await,
             [mount, "data", ..] if self.backends.contains_key(*mount) => {
-                self.kv_read(&req, ctx).await
+                self.kv_data(&req, ctx).await
             }
             [mount, "metadata", ..] if self.backends.contains_key(*mount) => {
                 self.kv_metadata(&req, ctx).await

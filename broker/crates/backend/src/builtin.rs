@@ -14,6 +14,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leash_domain::crypto::random_bytes;
+use leash_domain::{Mutation, WriteRule};
 use leash_policy::{Capability, Grant};
 use leash_store::Store;
 use zeroize::Zeroizing;
@@ -137,7 +138,8 @@ impl SecretBackend for BuiltinBackend {
         grant: &Grant,
         version: Option<u64>,
     ) -> Result<Option<SecretVersion>, BackendError> {
-        let path = granted_path(grant, &self.mount, Capability::Read)?;
+        // A patch reads the current value to merge into, server-side.
+        let path = granted_path(grant, &self.mount, &[Capability::Read, Capability::Patch])?;
         if path.is_empty() || path.ends_with('/') {
             return Ok(None);
         }
@@ -161,7 +163,7 @@ impl SecretBackend for BuiltinBackend {
     }
 
     async fn metadata(&self, grant: &Grant) -> Result<Option<Vec<VersionInfo>>, BackendError> {
-        let path = granted_path(grant, &self.mount, Capability::Read)?;
+        let path = granted_path(grant, &self.mount, &[Capability::Read])?;
         let versions = self
             .store
             .kv_versions(&self.mount, path)
@@ -183,9 +185,46 @@ impl SecretBackend for BuiltinBackend {
         ))
     }
 
+    async fn prepare_write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Mutation, BackendError> {
+        let path = granted_path(
+            grant,
+            &self.mount,
+            &[Capability::Create, Capability::Update, Capability::Patch],
+        )?;
+        if path.is_empty() || path.ends_with('/') {
+            return Err(BackendError::BadRequest(
+                "invalid path: a secret path cannot end in `/`".into(),
+            ));
+        }
+        Ok(Mutation::KvWrite {
+            mount: self.mount.clone(),
+            path: path.to_owned(),
+            sealed: self.seal(path, data.expose_json().as_bytes())?,
+            rule,
+            cas,
+            now,
+        })
+    }
+
+    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError> {
+        let path = granted_path(grant, &self.mount, &[Capability::Delete])?;
+        Ok(Mutation::KvDelete {
+            mount: self.mount.clone(),
+            path: path.to_owned(),
+            now,
+        })
+    }
+
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError> {
         // List resources are folders: `secret/` lists the mount's root.
-        let folder = granted_path(grant, &self.mount, Capability::List)?;
+        let folder = granted_path(grant, &self.mount, &[Capability::List])?;
         self.store
             .kv_list(&self.mount, folder)
             .await

@@ -14,6 +14,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use leash_domain::{Mutation, WriteRule};
 use leash_policy::{Capability, Grant};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -136,19 +137,35 @@ pub trait SecretBackend: Send + Sync + 'static {
     /// oldest first; `Ok(None)` when it does not exist.
     async fn metadata(&self, grant: &Grant) -> Result<Option<Vec<VersionInfo>>, BackendError>;
 
+    /// Prepares a new version of the secret the grant names (a `create`,
+    /// `update` or `patch` grant). A store that lives in Leash's own
+    /// database returns the write as a [`Mutation`], committed in the same
+    /// transaction as the request's audit event.
+    async fn prepare_write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<Mutation, BackendError>;
+
+    /// Prepares the soft delete of the latest version (a `delete` grant).
+    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError>;
+
     /// Lists the folder the grant names: direct children, sub-folders
     /// ending in `/`. Empty when there is nothing.
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError>;
 }
 
-/// The path inside `mount` that `grant` covers for `cap`, or an error when
-/// the grant is for another mount or capability.
+/// The path inside `mount` that `grant` covers, when the grant is for that
+/// mount and one of `caps`; an error otherwise.
 pub fn granted_path<'g>(
     grant: &'g Grant,
     mount: &str,
-    cap: Capability,
+    caps: &[Capability],
 ) -> Result<&'g str, BackendError> {
-    if grant.capability() != cap {
+    if !caps.contains(&grant.capability()) {
         return Err(BackendError::GrantMismatch);
     }
     let full = grant.resource().as_str();

@@ -93,6 +93,19 @@ impl LeaseRecord {
     }
 }
 
+/// Whether a KV write may create a secret, update one, or both: the
+/// workload's `create` and `update` capabilities, enforced by the store in
+/// the same statement that writes (no check-then-write race).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteRule {
+    /// Only if the secret does not exist yet.
+    CreateOnly,
+    /// Only if the secret exists.
+    UpdateOnly,
+    /// Either.
+    Any,
+}
+
 /// A change of state, applied in the same transaction as its audit event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
@@ -145,6 +158,33 @@ pub enum Mutation {
         /// The time of the request.
         now: DateTime<Utc>,
     },
+    /// Write a new version of a built-in secret (the value already sealed
+    /// by the backend). Applies only if `rule` allows it and, with `cas`,
+    /// only if the current version is `cas` (0: the secret must not exist).
+    KvWrite {
+        /// The mount.
+        mount: String,
+        /// The path inside the mount.
+        path: String,
+        /// The sealed value (ciphertext).
+        sealed: Vec<u8>,
+        /// Create, update or both.
+        rule: WriteRule,
+        /// Check-and-set: the version the writer saw.
+        cas: Option<u64>,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
+    /// Soft-delete the latest version of a built-in secret. Applies (with
+    /// 0 rows) when there is nothing to delete.
+    KvDelete {
+        /// The mount.
+        mount: String,
+        /// The path inside the mount.
+        path: String,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
     /// Revoke a token and every lease it owns.
     RevokeToken {
         /// The token.
@@ -168,6 +208,12 @@ pub enum NotApplied {
     LeaseExpired,
     /// The lease or token may not be renewed.
     NotRenewable,
+    /// A check-and-set write saw another version.
+    CasMismatch,
+    /// A create-only write found the secret already there.
+    AlreadyExists,
+    /// An update-only write found no secret.
+    Missing,
 }
 
 impl NotApplied {
@@ -179,6 +225,30 @@ impl NotApplied {
             NotApplied::LeaseRevoked => "lease revoked",
             NotApplied::LeaseExpired => "lease expired",
             NotApplied::NotRenewable => "not renewable",
+            NotApplied::CasMismatch => "check-and-set mismatch",
+            NotApplied::AlreadyExists => "secret exists and the workload may only create",
+            NotApplied::Missing => "secret missing and the workload may only update",
+        }
+    }
+
+    /// The refusal for this reason: its override, else the route's
+    /// `fallback`, else 403 `permission denied`.
+    pub fn refusal(self, fallback: Option<&Refusal>) -> Refusal {
+        self.caller_override().or_else(|| fallback.cloned()).unwrap_or(Refusal {
+            status: 403,
+            reason: "permission denied".into(),
+        })
+    }
+
+    /// What the caller is told when this reason must override the route's
+    /// refusal (Vault answers a CAS mismatch with 400 and its own message).
+    pub fn caller_override(self) -> Option<Refusal> {
+        match self {
+            NotApplied::CasMismatch => Some(Refusal {
+                status: 400,
+                reason: "check-and-set parameter did not match the current version".into(),
+            }),
+            _ => None,
         }
     }
 }
@@ -220,15 +290,21 @@ impl CommitUnit {
     pub fn final_event(&self, outcome: &Outcome) -> AuditEvent {
         let mut e = self.event.clone();
         if let Outcome::NotApplied(why) = outcome {
-            let (status, reason) = match &self.on_refusal {
-                Some(r) => (r.status, r.reason.as_str()),
-                None => (403, "permission denied"),
-            };
+            let r = self.refusal_for(*why);
+            let (status, reason) = (r.status, r.reason.as_str());
             e.decision = crate::audit::Decision::Denied;
             e.status = status;
             e.reason = format!("{reason}: {}", why.as_str());
         }
         e
+    }
+}
+
+impl CommitUnit {
+    /// What the caller gets, and the log records, when the mutation did not
+    /// apply for `why`.
+    pub fn refusal_for(&self, why: NotApplied) -> Refusal {
+        why.refusal(self.on_refusal.as_ref())
     }
 }
 
@@ -241,6 +317,11 @@ pub enum Outcome {
     Applied {
         /// Rows changed.
         affected: u64,
+    },
+    /// A KV write created `version`.
+    Written {
+        /// The new version.
+        version: u64,
     },
     /// The condition failed; the event was recorded as a refusal.
     NotApplied(NotApplied),

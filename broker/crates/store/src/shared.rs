@@ -63,6 +63,7 @@ macro_rules! store_backend {
             use leash_domain::crypto::Digest;
             use leash_domain::records::{
                 CommitUnit, Committed, LeaseRecord, Mutation, NotApplied, Outcome, TokenRecord,
+                WriteRule,
             };
 
             use $crate::codec::{self, micros};
@@ -200,6 +201,70 @@ macro_rules! store_backend {
                             .await?;
                         let n = sqlx::query(sql::REVOKE_TOKEN_LEASES)
                             .bind(&token.0[..])
+                            .bind(micros(*now))
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        Outcome::Applied { affected: n }
+                    }
+                    Mutation::KvWrite {
+                        mount,
+                        path,
+                        sealed,
+                        rule,
+                        cas,
+                        now,
+                    } => {
+                        let now = micros(*now);
+                        // One statement decides and bumps the version, so
+                        // the rule and the check-and-set hold under
+                        // concurrency in both databases.
+                        let (statement, cas_bind, refused) = match (rule, cas) {
+                            (_, Some(0)) => (sql::KV_CREATE, None, NotApplied::CasMismatch),
+                            (WriteRule::CreateOnly, Some(_)) => {
+                                return Ok(Outcome::NotApplied(NotApplied::AlreadyExists));
+                            }
+                            (_, Some(c)) => (
+                                sql::KV_UPDATE_CAS,
+                                Some(i64::try_from(*c).unwrap_or(i64::MAX)),
+                                NotApplied::CasMismatch,
+                            ),
+                            (WriteRule::CreateOnly, None) => {
+                                (sql::KV_CREATE, None, NotApplied::AlreadyExists)
+                            }
+                            (WriteRule::UpdateOnly, None) => {
+                                (sql::KV_UPDATE, None, NotApplied::Missing)
+                            }
+                            (WriteRule::Any, None) => (sql::KV_BUMP, None, NotApplied::Missing),
+                        };
+                        let mut q = sqlx::query_scalar::<_, i64>(statement)
+                            .bind(mount.as_str())
+                            .bind(path.as_str())
+                            .bind(now);
+                        if let Some(c) = cas_bind {
+                            q = q.bind(c);
+                        }
+                        match q.fetch_optional(&mut *conn).await? {
+                            None => Outcome::NotApplied(refused),
+                            Some(v) => {
+                                sqlx::query(sql::KV_INSERT)
+                                    .bind(mount.as_str())
+                                    .bind(path.as_str())
+                                    .bind(v)
+                                    .bind(now)
+                                    .bind(&sealed[..])
+                                    .execute(&mut *conn)
+                                    .await?;
+                                Outcome::Written {
+                                    version: codec::version(v)?,
+                                }
+                            }
+                        }
+                    }
+                    Mutation::KvDelete { mount, path, now } => {
+                        let n = sqlx::query(sql::KV_DELETE_LATEST)
+                            .bind(mount.as_str())
+                            .bind(path.as_str())
                             .bind(micros(*now))
                             .execute(&mut *conn)
                             .await?

@@ -79,6 +79,27 @@ pub(crate) const KV_BUMP: &str = "INSERT INTO kv_paths (mount, path, current_ver
      SET current_version = kv_paths.current_version + 1, updated_at = excluded.updated_at \
      RETURNING current_version";
 
+/// `$1` mount, `$2` path, `$3` time. Version 1 of a new path; no row when
+/// the path exists.
+pub(crate) const KV_CREATE: &str = "INSERT INTO kv_paths (mount, path, current_version, updated_at) \
+     VALUES ($1, $2, 1, $3) ON CONFLICT (mount, path) DO NOTHING RETURNING current_version";
+
+/// `$1` mount, `$2` path, `$3` time. The next version of an existing path;
+/// no row when it does not exist.
+pub(crate) const KV_UPDATE: &str = "UPDATE kv_paths SET current_version = current_version + 1, \
+     updated_at = $3 WHERE mount = $1 AND path = $2 RETURNING current_version";
+
+/// `$1` mount, `$2` path, `$3` time, `$4` the version the writer saw. No row
+/// when the current version is another.
+pub(crate) const KV_UPDATE_CAS: &str = "UPDATE kv_paths SET current_version = current_version + 1, \
+     updated_at = $3 WHERE mount = $1 AND path = $2 AND current_version = $4 \
+     RETURNING current_version";
+
+/// `$1` mount, `$2` path, `$3` time. Soft-deletes the current version.
+pub(crate) const KV_DELETE_LATEST: &str = "UPDATE kv_versions SET deleted_at = $3 \
+     WHERE mount = $1 AND path = $2 AND deleted_at IS NULL AND NOT destroyed \
+     AND version = (SELECT current_version FROM kv_paths WHERE mount = $1 AND path = $2)";
+
 /// `$1` mount, `$2` path, `$3` version, `$4` time, `$5` sealed value.
 pub(crate) const KV_INSERT: &str = "INSERT INTO kv_versions (mount, path, version, created_at, \
      sealed) VALUES ($1, $2, $3, $4, $5)";

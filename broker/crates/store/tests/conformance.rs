@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use leash_domain::audit::{ChainBreak, Decision};
-use leash_domain::records::{CommitUnit, Mutation, NotApplied, Outcome};
+use leash_domain::records::{CommitUnit, Mutation, NotApplied, Outcome, WriteRule};
 use leash_store::{PgStore, PoolOptions, Store, StoreError, StoreStats};
 
 macro_rules! conformance {
@@ -62,11 +62,157 @@ conformance!(
     stats_count_live_rows,
     kv_versions_round_trip,
     kv_list_children,
+    kv_write_rules_and_check_and_set,
+    kv_writes_race_on_one_version,
+    kv_delete_soft_deletes_the_latest,
     connect_dispatches_on_the_url,
 );
 
 mod cases {
     use super::*;
+
+    fn write(path: &str, sealed: &[u8], rule: WriteRule, cas: Option<u64>) -> Mutation {
+        Mutation::KvWrite {
+            mount: "secret".into(),
+            path: path.into(),
+            sealed: sealed.to_vec(),
+            rule,
+            cas,
+            now: t0(),
+        }
+    }
+
+    pub async fn kv_write_rules_and_check_and_set(h: &Harness) {
+        let s = &*h.store;
+        let w = |p: &str, r, c| commit1(s, write(p, b"v", r, c));
+        // Update-only on a missing secret; create-only creates version 1.
+        assert_eq!(
+            w("a", WriteRule::UpdateOnly, None).await.outcome,
+            Outcome::NotApplied(NotApplied::Missing)
+        );
+        assert_eq!(
+            w("a", WriteRule::CreateOnly, None).await.outcome,
+            Outcome::Written { version: 1 }
+        );
+        assert_eq!(
+            w("a", WriteRule::CreateOnly, None).await.outcome,
+            Outcome::NotApplied(NotApplied::AlreadyExists)
+        );
+        assert_eq!(
+            w("a", WriteRule::UpdateOnly, None).await.outcome,
+            Outcome::Written { version: 2 }
+        );
+        assert_eq!(
+            w("a", WriteRule::Any, None).await.outcome,
+            Outcome::Written { version: 3 }
+        );
+        // Check-and-set: only the current version wins; 0 means "must not exist".
+        assert_eq!(
+            w("a", WriteRule::Any, Some(2)).await.outcome,
+            Outcome::NotApplied(NotApplied::CasMismatch)
+        );
+        assert_eq!(
+            w("a", WriteRule::Any, Some(3)).await.outcome,
+            Outcome::Written { version: 4 }
+        );
+        assert_eq!(
+            w("a", WriteRule::Any, Some(0)).await.outcome,
+            Outcome::NotApplied(NotApplied::CasMismatch)
+        );
+        assert_eq!(
+            w("b", WriteRule::Any, Some(0)).await.outcome,
+            Outcome::Written { version: 1 }
+        );
+        assert_eq!(
+            w("c", WriteRule::Any, Some(5)).await.outcome,
+            Outcome::NotApplied(NotApplied::CasMismatch)
+        );
+        assert_eq!(
+            w("b", WriteRule::CreateOnly, Some(1)).await.outcome,
+            Outcome::NotApplied(NotApplied::AlreadyExists)
+        );
+        // What was written is what is read, and refused writes left nothing.
+        let v = s.kv_get("secret", "a", None).await.unwrap().unwrap();
+        assert_eq!((v.version, v.sealed.as_deref()), (4, Some(&b"v"[..])));
+        assert!(s.kv_get("secret", "c", None).await.unwrap().is_none());
+        assert_eq!(s.kv_versions("secret", "a").await.unwrap().len(), 4);
+        // The refusals were audited as such.
+        let events = all_events(s).await;
+        assert_eq!(events.len(), 11);
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.event.decision == Decision::Denied)
+                .count(),
+            6
+        );
+        assert!(verify_chain(s, &h.hasher).await.is_ok());
+    }
+
+    pub async fn kv_writes_race_on_one_version(h: &Harness) {
+        let s = h.store.clone();
+        commit1(&*s, write("race", b"0", WriteRule::Any, None)).await;
+        // 20 writers all saw version 1: exactly one wins.
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    commit1(
+                        &*s,
+                        write("race", format!("{i}").as_bytes(), WriteRule::Any, Some(1)),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap().outcome {
+                Outcome::Written { version: 2 } => won += 1,
+                Outcome::NotApplied(NotApplied::CasMismatch) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(s.kv_versions("secret", "race").await.unwrap().len(), 2);
+    }
+
+    pub async fn kv_delete_soft_deletes_the_latest(h: &Harness) {
+        let s = &*h.store;
+        commit1(s, write("d", b"1", WriteRule::Any, None)).await;
+        commit1(s, write("d", b"2", WriteRule::Any, None)).await;
+        let del = |p: &str| {
+            commit1(
+                s,
+                Mutation::KvDelete {
+                    mount: "secret".into(),
+                    path: p.into(),
+                    now: t0() + secs(5),
+                },
+            )
+        };
+        assert_eq!(del("d").await.outcome, Outcome::Applied { affected: 1 });
+        assert_eq!(
+            del("d").await.outcome,
+            Outcome::Applied { affected: 0 },
+            "idempotent"
+        );
+        assert_eq!(del("none").await.outcome, Outcome::Applied { affected: 0 });
+        let latest = s.kv_get("secret", "d", None).await.unwrap().unwrap();
+        assert_eq!(
+            (latest.version, latest.deleted_at),
+            (2, Some(t0() + secs(5)))
+        );
+        let v1 = s.kv_get("secret", "d", Some(1)).await.unwrap().unwrap();
+        assert!(v1.deleted_at.is_none() && v1.sealed.is_some());
+        // A new write after a delete is a new version.
+        assert_eq!(
+            commit1(s, write("d", b"3", WriteRule::UpdateOnly, None))
+                .await
+                .outcome,
+            Outcome::Written { version: 3 }
+        );
+    }
 
     pub async fn migrate_twice_is_a_no_op(h: &Harness) {
         let s = &*h.store;

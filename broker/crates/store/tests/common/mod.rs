@@ -347,6 +347,8 @@ pub fn unit(m: Mutation) -> CommitUnit {
         Mutation::RevokeLease { .. } => "lease.revoke",
         Mutation::RevokeLeasePrefix { .. } => "lease.revoke_prefix",
         Mutation::RevokeToken { .. } => "token.revoke",
+        Mutation::KvWrite { .. } => "kv.write",
+        Mutation::KvDelete { .. } => "kv.delete",
     };
     CommitUnit {
         mutation: Some(m),
