@@ -234,10 +234,12 @@ impl NotApplied {
     /// The refusal for this reason: its override, else the route's
     /// `fallback`, else 403 `permission denied`.
     pub fn refusal(self, fallback: Option<&Refusal>) -> Refusal {
-        self.caller_override().or_else(|| fallback.cloned()).unwrap_or(Refusal {
-            status: 403,
-            reason: "permission denied".into(),
-        })
+        self.caller_override()
+            .or_else(|| fallback.cloned())
+            .unwrap_or(Refusal {
+                status: 403,
+                reason: "permission denied".into(),
+            })
     }
 
     /// What the caller is told when this reason must override the route's
