@@ -148,7 +148,7 @@ impl App {
                         .context("keys.builtin_key_file is required by a builtin mount")?;
                     let key = read_key(file, "keys.builtin_key_file")?;
                     let b = Arc::new(
-                        BuiltinBackend::new(&m.path, store.clone(), &key)
+                        BuiltinBackend::new(&m.path, store.clone(), &key, m.version)
                             .context("keys.builtin_key_file")?,
                     );
                     builtins.insert(m.path.clone(), b.clone());

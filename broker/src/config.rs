@@ -202,6 +202,13 @@ pub struct MountSettings {
     pub path: String,
     /// The kind of store: `builtin`.
     pub kind: MountKind,
+    /// The KV API version Vault clients see: 2 (default) or 1.
+    #[serde(default = "default_kv_version")]
+    pub version: u8,
+}
+
+fn default_kv_version() -> u8 {
+    2
 }
 
 /// The kinds of secret store a mount can map to.
@@ -301,6 +308,12 @@ impl Settings {
             }
             if !seen.insert(m.path.clone()) {
                 return Err(format!("mounts: {:?} is declared twice", m.path));
+            }
+            if !matches!(m.version, 1 | 2) {
+                return Err(format!(
+                    "mounts: {:?} has version {}; KV versions are 1 and 2",
+                    m.path, m.version
+                ));
             }
             if m.kind == MountKind::Builtin && self.keys.builtin_key_file.is_none() {
                 return Err(format!(

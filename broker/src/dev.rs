@@ -117,6 +117,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
         mounts: vec![MountSettings {
             path: DEV_MOUNT.into(),
             kind: MountKind::Builtin,
+            version: 2,
         }],
     })
 }

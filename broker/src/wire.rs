@@ -176,6 +176,16 @@ pub struct KvData<'a> {
     pub metadata: KvMetadata,
 }
 
+/// The `data` of a leased KV read: flat for v1, wrapped with metadata for v2.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum KvBody<'a> {
+    /// KV v1: the secret itself.
+    V1(&'a RawValue),
+    /// KV v2: the secret and its version metadata.
+    V2(KvData<'a>),
+}
+
 /// RFC 3339 with nanoseconds and `Z`, as Vault writes times.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)

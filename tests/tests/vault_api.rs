@@ -573,3 +573,88 @@ async fn create_and_update_are_separate_capabilities() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_v1_mount() {
+    let b = TestBroker::start_with(
+        Db::Sqlite,
+        leash_tests::Options {
+            policies: Some(vec![policy(
+                "kv1-app",
+                "[[scope]]\npath = \"kv/app/*\"\ncapabilities = [\"read\", \"list\", \"create\", \"update\", \"delete\"]\n",
+            )]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let w = b.login("kv1-app").await;
+    // The preflight tells the CLI this mount is v1.
+    let p = w
+        .raw("GET", "/v1/sys/internal/ui/mounts/kv/app/x", None)
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        (
+            p["data"]["path"].clone(),
+            p["data"]["options"]["version"].clone()
+        ),
+        (json!("kv/"), json!("1"))
+    );
+
+    let r = w
+        .raw(
+            "PUT",
+            "/v1/kv/app/x",
+            Some(json!({"user": "u", "pass": "p1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (204, ""));
+    let r = w.raw("GET", "/v1/kv/app/x", None).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json().unwrap();
+    assert_eq!(
+        v["data"],
+        json!({"user": "u", "pass": "p1"}),
+        "flat data, no metadata"
+    );
+    assert!(v["lease_id"].as_str().unwrap().starts_with("kv/app/x/"));
+    assert_eq!(
+        (v["lease_duration"].clone(), v["renewable"].clone()),
+        (json!(300), json!(true))
+    );
+    let lease_id = v["lease_id"].as_str().unwrap().to_owned();
+    w.lease_renew(&lease_id, Some(60)).await.unwrap();
+
+    w.raw("POST", "/v1/kv/app/sub/y", Some(json!({"k": "v"})))
+        .await
+        .unwrap();
+    for (m, q) in [("LIST", ""), ("GET", "?list=true")] {
+        let r = w.raw(m, &format!("/v1/kv/app{q}"), None).await.unwrap();
+        assert_eq!(
+            r.json().unwrap()["data"]["keys"],
+            json!(["sub/", "x"]),
+            "{m}{q}"
+        );
+    }
+    assert_eq!(
+        w.raw("DELETE", "/v1/kv/app/x", None).await.unwrap().status,
+        204
+    );
+    let r = w.raw("GET", "/v1/kv/app/x", None).await.unwrap();
+    assert_eq!((r.status, r.json().unwrap()), (404, json!({"errors": []})));
+    assert_eq!(
+        w.raw("GET", "/v1/kv/other", None).await.unwrap().status,
+        403
+    );
+    assert_eq!(
+        w.raw("PATCH", "/v1/kv/app/x", Some(json!({"a": "b"})))
+            .await
+            .unwrap()
+            .status,
+        405
+    );
+    b.stop().await;
+}

@@ -15,7 +15,7 @@ use leash_policy::{CanonicalPath, Capability, canonicalize};
 use serde::Deserialize;
 
 use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
-use crate::wire::{Envelope, KvData, KvMetadata, Reply, rfc3339};
+use crate::wire::{Envelope, KvBody, KvData, KvMetadata, Reply, rfc3339};
 
 /// The canonical resource for `mount` and the path segments after the
 /// `data/` or `metadata/` infix: `secret/data/a/b` and `secret/metadata/a/b`
@@ -30,6 +30,49 @@ fn resource(mount: &str, rest: &[String], folder: bool) -> Result<CanonicalPath,
         s.push('/');
     }
     canonicalize(&s).map_err(|e| Refused::bad_request(e.to_string()))
+}
+
+/// How a mount speaks KV to Vault clients: v2 (`data/` and `metadata/`
+/// infixes, versions, check-and-set) or v1 (flat data at the path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// KV version 1.
+    V1,
+    /// KV version 2.
+    V2,
+}
+
+impl Shape {
+    /// The mount and the secret's path segments of the request.
+    fn split<'r>(self, req: &'r Req<'_>) -> (&'r str, &'r [String]) {
+        let skip = match self {
+            Shape::V1 => 1,
+            Shape::V2 => 2,
+        };
+        (
+            req.segments[0].as_str(),
+            req.segments.get(skip..).unwrap_or(&[]),
+        )
+    }
+
+    /// The public part of a lease id: the path the client read.
+    fn lease_path(self, mount: &str, rest: &[String]) -> String {
+        match self {
+            Shape::V1 => format!("{mount}/{}", rest.join("/")),
+            Shape::V2 => format!("{mount}/data/{}", rest.join("/")),
+        }
+    }
+}
+
+/// `LIST`, or `GET` with `?list=true|1|…` (Go's boolean parsing).
+fn wants_list(req: &Req<'_>) -> Result<bool, Refused> {
+    match (req.method(), req.query("list").as_deref()) {
+        ("LIST", _) => Ok(true),
+        ("GET", Some("true" | "1" | "t" | "T" | "TRUE" | "True")) => Ok(true),
+        ("GET", Some("false" | "0" | "f" | "F" | "FALSE" | "False") | None) => Ok(false),
+        ("GET", Some(_)) => Err(Refused::bad_request("invalid value for list")),
+        _ => Ok(false),
+    }
 }
 
 fn backend_refusal(e: &BackendError) -> Refused {
@@ -115,17 +158,21 @@ fn merge_patch(
 }
 
 impl Broker {
-    /// `<mount>/data/<path>`, by method.
+    /// `<mount>/data/<path>` (v2) or `<mount>/<path>` (v1), by method.
     pub(crate) async fn kv_data(
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
+        shape: Shape,
     ) -> Result<Pending, Refused> {
-        match req.method() {
-            "GET" | "HEAD" => self.kv_read(req, ctx).await,
-            "POST" | "PUT" => self.kv_write(req, ctx, false).await,
-            "PATCH" => self.kv_write(req, ctx, true).await,
-            "DELETE" => self.kv_delete(req, ctx).await,
+        if shape == Shape::V1 && wants_list(req).inspect_err(|_| ctx.op("kv.list"))? {
+            return self.kv_list(req, ctx, shape).await;
+        }
+        match (req.method(), shape) {
+            ("GET" | "HEAD", _) => self.kv_read(req, ctx, shape).await,
+            ("POST" | "PUT", _) => self.kv_write(req, ctx, shape, false).await,
+            ("PATCH", Shape::V2) => self.kv_write(req, ctx, shape, true).await,
+            ("DELETE", _) => self.kv_delete(req, ctx, shape).await,
             _ => {
                 ctx.op("kv.unknown");
                 Err(Refused::status(405, "unsupported operation"))
@@ -139,11 +186,11 @@ impl Broker {
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
+        shape: Shape,
         patch: bool,
     ) -> Result<Pending, Refused> {
         ctx.op(if patch { "kv.patch" } else { "kv.write" });
-        let mount = req.segments[0].as_str();
-        let rest = &req.segments[2..];
+        let (mount, rest) = shape.split(req);
         let res = resource(mount, rest, false)?;
         ctx.path(res.as_str());
         if rest.is_empty() || req.trailing_slash {
@@ -151,7 +198,14 @@ impl Broker {
                 "invalid path: a secret path cannot end in `/`",
             ));
         }
-        let (data, cas) = req.json::<WriteBody>()?.parts()?;
+        let (data, cas) = match shape {
+            Shape::V2 => req.json::<WriteBody>()?.parts()?,
+            // KV v1: the body is the secret itself.
+            Shape::V1 => (
+                req.json::<serde_json::Map<String, serde_json::Value>>()?,
+                None,
+            ),
+        };
         let session = self.authenticate(req, ctx).await?;
         let workload = session.workload()?;
         let decide = |cap| workload.decide(cap, &res, req.inc.peer, req.now);
@@ -197,24 +251,28 @@ impl Broker {
             .prepare_write(&grant, &value, rule, cas, req.now)
             .await
             .map_err(|e| backend_refusal(&e))?;
-        Ok(Pending::mutate(
-            mutation,
+        let refusal = Refusal {
+            status: 403,
+            reason: "permission denied".into(),
+        };
+        Ok(match shape {
+            // KV v1 answers a write with 204.
+            Shape::V1 => Pending::mutate(mutation, Reply::Empty { status: 204 }, refusal),
             // Replaced by the version metadata once the store assigns it;
             // the status is what the audit event records.
-            Reply::Empty { status: 200 },
-            Refusal {
-                status: 403,
-                reason: "permission denied".into(),
-            },
-        )
-        .written())
+            Shape::V2 => Pending::mutate(mutation, Reply::Empty { status: 200 }, refusal).written(),
+        })
     }
 
     /// Soft-deletes the latest version (`delete`).
-    async fn kv_delete(&self, req: &Req<'_>, ctx: &mut AuditCtx) -> Result<Pending, Refused> {
+    async fn kv_delete(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+        shape: Shape,
+    ) -> Result<Pending, Refused> {
         ctx.op("kv.delete");
-        let mount = req.segments[0].as_str();
-        let rest = &req.segments[2..];
+        let (mount, rest) = shape.split(req);
         let res = resource(mount, rest, false)?;
         ctx.path(res.as_str());
         if rest.is_empty() || req.trailing_slash {
@@ -244,14 +302,14 @@ impl Broker {
         ))
     }
 
-    pub(crate) async fn kv_read(
+    async fn kv_read(
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
+        shape: Shape,
     ) -> Result<Pending, Refused> {
         ctx.op("kv.read");
-        let mount = req.segments[0].as_str();
-        let rest = &req.segments[2..];
+        let (mount, rest) = shape.split(req);
         let res = resource(mount, rest, false)?;
         ctx.path(res.as_str());
         if rest.is_empty() || req.trailing_slash {
@@ -259,7 +317,7 @@ impl Broker {
                 "invalid path: a secret path cannot end in `/`",
             ));
         }
-        let version = match req.query("version") {
+        let version = match req.query("version").filter(|_| shape == Shape::V2) {
             None => None,
             Some(v) if v.is_empty() || v == "0" => None,
             Some(v) => Some(v.parse::<u64>().map_err(|_| {
@@ -281,6 +339,9 @@ impl Broker {
             .map_err(|e| backend_refusal(&e))?
             .ok_or_else(|| Refused::not_found("secret not found"))?;
         let Some(data) = secret.data.as_ref() else {
+            if shape == Shape::V1 {
+                return Err(Refused::not_found("secret deleted"));
+            }
             // A deleted or destroyed version: Vault's 404 with a full body.
             let env = Envelope::data(
                 &req.inc.request_id,
@@ -293,7 +354,7 @@ impl Broker {
             return Ok(Pending::reply(Reply::json(404, &env)));
         };
 
-        let lease_path = format!("{mount}/data/{}", rest.join("/"));
+        let lease_path = shape.lease_path(mount, rest);
         let suffix = new_lease_suffix().map_err(|e| Refused::unavailable("random source", &e))?;
         let lease_id = format!("{lease_path}/{suffix}");
         let hash = self.hasher.lease(&lease_id);
@@ -306,20 +367,26 @@ impl Broker {
         }
         ctx.lease(&hash);
         let raw = data.as_raw().map_err(|e| backend_refusal(&e))?;
-        let env = Envelope {
+        let leased = |data| Envelope {
             request_id: &req.inc.request_id,
             lease_id: &lease_id,
             renewable: true,
             lease_duration: granted,
-            data: Some(KvData {
-                data: Some(raw),
-                metadata: metadata(&secret),
-            }),
+            data: Some(data),
             wrap_info: None,
             warnings: None,
             auth: None,
         };
-        let reply = Reply::json(200, &env);
+        let reply = match shape {
+            Shape::V1 => Reply::json(200, &leased(KvBody::V1(raw))),
+            Shape::V2 => Reply::json(
+                200,
+                &leased(KvBody::V2(KvData {
+                    data: Some(raw),
+                    metadata: metadata(&secret),
+                })),
+            ),
+        };
         let lease = LeaseRecord {
             hash,
             token_hash: session.token.hash,
@@ -344,26 +411,28 @@ impl Broker {
         ))
     }
 
+    /// `<mount>/metadata/<path>` (v2): a list or the version history.
     pub(crate) async fn kv_metadata(
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
     ) -> Result<Pending, Refused> {
-        let list = match (req.method(), req.query("list").as_deref()) {
-            ("LIST", _) => true,
-            ("GET", Some("true" | "1" | "t" | "T" | "TRUE" | "True")) => true,
-            ("GET", Some("false" | "0" | "f" | "F" | "FALSE" | "False") | None) => false,
-            ("GET", Some(_)) => {
-                ctx.op("kv.list");
-                return Err(Refused::bad_request("invalid value for list"));
-            }
-            _ => false,
-        };
-        let mount = req.segments[0].as_str();
-        let rest = &req.segments[2..];
-        if !list {
-            return self.kv_metadata_read(req, ctx, mount, rest).await;
+        let list = wants_list(req).inspect_err(|_| ctx.op("kv.list"))?;
+        if list {
+            return self.kv_list(req, ctx, Shape::V2).await;
         }
+        let (mount, rest) = Shape::V2.split(req);
+        self.kv_metadata_read(req, ctx, mount, rest).await
+    }
+
+    /// The keys under a folder.
+    async fn kv_list(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+        shape: Shape,
+    ) -> Result<Pending, Refused> {
+        let (mount, rest) = shape.split(req);
         ctx.op("kv.list");
         let res = resource(mount, rest, true)?;
         ctx.path(res.as_str());

@@ -604,11 +604,14 @@ impl Broker {
             // node-vault's revokePrefix still uses the pre-0.7 Vault path.
             ["sys", "revoke-prefix", ..] => self.lease_revoke_prefix(&req, ctx, 2).await,
             ["leash", ..] => self.admin(&req, ctx).await,
-            [mount, "data", ..] if self.backends.contains_key(*mount) => {
-                self.kv_data(&req, ctx).await
+            [mount, "data", ..] if self.kv_version(mount) == Some(2) => {
+                self.kv_data(&req, ctx, kv::Shape::V2).await
             }
-            [mount, "metadata", ..] if self.backends.contains_key(*mount) => {
+            [mount, "metadata", ..] if self.kv_version(mount) == Some(2) => {
                 self.kv_metadata(&req, ctx).await
+            }
+            [mount, ..] if self.kv_version(mount) == Some(1) => {
+                self.kv_data(&req, ctx, kv::Shape::V1).await
             }
             ["auth", ..] => {
                 // An auth path Leash does not serve: Vault answers 403 to a
@@ -688,6 +691,11 @@ impl Broker {
         }
         ctx.identity("operator");
         Ok(())
+    }
+
+    /// The KV version of `mount`, if it is one.
+    fn kv_version(&self, mount: &str) -> Option<u8> {
+        self.backends.get(mount).map(|b| b.kv_version())
     }
 
     /// Requires one of `methods`.

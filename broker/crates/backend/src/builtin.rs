@@ -27,6 +27,7 @@ const SEAL_VERSION: u8 = 1;
 /// The built-in backend.
 pub struct BuiltinBackend {
     mount: String,
+    kv_version: u8,
     store: Arc<dyn Store>,
     cipher: Aes256Gcm,
 }
@@ -40,13 +41,20 @@ impl fmt::Debug for BuiltinBackend {
 }
 
 impl BuiltinBackend {
-    /// A backend for `mount`, sealing with `key` (exactly 32 bytes).
-    pub fn new(mount: &str, store: Arc<dyn Store>, key: &[u8]) -> Result<Self, BackendError> {
+    /// A backend for `mount`, sealing with `key` (exactly 32 bytes), shown
+    /// to clients as KV version `kv_version` (1 or 2).
+    pub fn new(
+        mount: &str,
+        store: Arc<dyn Store>,
+        key: &[u8],
+        kv_version: u8,
+    ) -> Result<Self, BackendError> {
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| {
             BackendError::BadRequest("the built-in store key must be exactly 32 bytes".into())
         })?;
         Ok(Self {
             mount: mount.to_owned(),
+            kv_version,
             store,
             cipher,
         })
@@ -131,6 +139,10 @@ impl SecretBackend for BuiltinBackend {
 
     fn mount(&self) -> &str {
         &self.mount
+    }
+
+    fn kv_version(&self) -> u8 {
+        self.kv_version
     }
 
     async fn read(

@@ -40,7 +40,7 @@ fn read_grant(path: &str) -> leash_policy::Grant {
 async fn round_trip_versions_and_lists() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let b = BuiltinBackend::new("secret", store.clone(), &[7u8; 32]).unwrap();
+    let b = BuiltinBackend::new("secret", store.clone(), &[7u8; 32], 2).unwrap();
     assert!(b.is_empty().await.unwrap());
     assert_eq!(
         b.import("app/db", &data(&[("password", "one")]), Utc::now())
@@ -95,7 +95,7 @@ async fn round_trip_versions_and_lists() {
 async fn the_database_sees_only_ciphertext_bound_to_its_path() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let b = BuiltinBackend::new("secret", store.clone(), &[7u8; 32]).unwrap();
+    let b = BuiltinBackend::new("secret", store.clone(), &[7u8; 32], 2).unwrap();
     b.import(
         "app/db",
         &data(&[("password", "hunter2-plaintext")]),
@@ -126,7 +126,7 @@ async fn the_database_sees_only_ciphertext_bound_to_its_path() {
         .unwrap_err();
     assert!(matches!(e, BackendError::Corrupt(_)), "{e:?}");
     // Nor under another key.
-    let other_key = BuiltinBackend::new("secret", store.clone(), &[8u8; 32]).unwrap();
+    let other_key = BuiltinBackend::new("secret", store.clone(), &[8u8; 32], 2).unwrap();
     assert!(
         other_key
             .read(&read_grant("secret/app/db"), None)
@@ -138,7 +138,7 @@ async fn the_database_sees_only_ciphertext_bound_to_its_path() {
         .kv_put("vault2", "app/db", &sealed, Utc::now())
         .await
         .unwrap();
-    let m2 = BuiltinBackend::new("vault2", store.clone(), &[7u8; 32]).unwrap();
+    let m2 = BuiltinBackend::new("vault2", store.clone(), &[7u8; 32], 2).unwrap();
     assert!(m2.read(&read_grant("vault2/app/db"), None).await.is_err());
 }
 
@@ -146,7 +146,7 @@ async fn the_database_sees_only_ciphertext_bound_to_its_path() {
 async fn a_grant_must_match_mount_and_capability() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(&dir).await;
-    let b = BuiltinBackend::new("secret", store, &[7u8; 32]).unwrap();
+    let b = BuiltinBackend::new("secret", store, &[7u8; 32], 2).unwrap();
     b.import("app/db", &data(&[("k", "v")]), Utc::now())
         .await
         .unwrap();
@@ -178,5 +178,5 @@ async fn secret_data_never_prints_and_keys_must_be_32_bytes() {
     assert!(SecretData::from_json(zeroize::Zeroizing::new("[1]".into())).is_err());
     assert!(SecretData::from_json(zeroize::Zeroizing::new("{bad".into())).is_err());
     let dir = tempfile::tempdir().unwrap();
-    assert!(BuiltinBackend::new("secret", store(&dir).await, &[1u8; 16]).is_err());
+    assert!(BuiltinBackend::new("secret", store(&dir).await, &[1u8; 16], 2).is_err());
 }
