@@ -658,3 +658,95 @@ async fn kv_v1_mount() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approle_login_is_cidr_bound_and_says_nothing_about_why_it_failed() {
+    use sha2::Digest;
+    let secret = "s3cret-id-9f2c1e7a";
+    let digest = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+    let role = |name: &str, cidr: &str| {
+        (
+            format!("{name}.toml"),
+            format!(
+                "name = \"{name}\"\n[login]\nmethod = \"approle\"\nrole_id = \"{name}-id\"\nsecret_id_sha256 = \"{digest}\"\n\
+                 bound_cidrs = [\"{cidr}\"]\n[lease]\nttl = \"5m\"\nmax_ttl = \"1h\"\n\
+                 [[scope]]\npath = \"secret/payments/*\"\ncapabilities = [\"read\"]\n"
+            ),
+        )
+    };
+    let b = TestBroker::start_with(
+        Db::Sqlite,
+        leash_tests::Options {
+            policies: Some(vec![
+                role("batch", "127.0.0.1/32"),
+                role("far-away", "10.0.0.0/8"),
+            ]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let login = |role_id: &str, secret_id: &str| {
+        let c = b.client.clone();
+        let body = json!({"role_id": role_id, "secret_id": secret_id});
+        async move {
+            c.raw("POST", "/v1/auth/approle/login", Some(body))
+                .await
+                .unwrap()
+        }
+    };
+    let r = login("batch-id", secret).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json().unwrap();
+    assert_eq!(v["auth"]["metadata"], json!({"role_name": "batch"}));
+    let w = b
+        .client
+        .with_token(v["auth"]["client_token"].as_str().unwrap());
+    w.kv_read("secret", "payments/db", None).await.unwrap();
+
+    // Wrong secret, unknown role, right secret from outside the CIDRs: one
+    // answer for all, the precise reason only in the audit log.
+    let invalid = json!({"errors": ["invalid role or secret ID"]});
+    for (role_id, secret_id) in [
+        ("batch-id", "wrong"),
+        ("nobody", secret),
+        ("far-away-id", secret),
+    ] {
+        let r = login(role_id, secret_id).await;
+        assert_eq!(
+            (r.status, r.json().unwrap()),
+            (400, invalid.clone()),
+            "{role_id}"
+        );
+    }
+    let reasons: Vec<String> = b
+        .store
+        .audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.operation == "auth.approle.login" && e.event.status == 400)
+        .map(|e| e.event.reason)
+        .collect();
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("secret_id does not match"))
+    );
+    assert!(reasons.iter().any(|r| r.contains("unknown role_id")));
+    assert!(reasons.iter().any(|r| r.contains("bound_cidrs")));
+    let dump = serde_json::to_string(&b.store.audit_events(0, 100).await.unwrap()).unwrap();
+    assert!(!dump.contains(secret), "the secret id is never recorded");
+    // A JWT login cannot be used for an AppRole workload.
+    let r = b
+        .client
+        .raw(
+            "POST",
+            "/v1/auth/jwt/login",
+            Some(json!({"role": "batch", "jwt": b.jwt("batch")})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    b.stop().await;
+}

@@ -61,13 +61,13 @@ impl Broker {
         match lease {
             Some(l) if l.token_hash.ct_eq(&s.token.hash) && l.is_live(req.now) => Ok(l),
             Some(l) if !l.token_hash.ct_eq(&s.token.hash) => {
-                Err(Refused::bad_request(missing).reason("lease belongs to another token"))
+                Err(Refused::bad_request(missing).reason_is("lease belongs to another token"))
             }
             Some(l) if l.revoked_at.is_some() => {
-                Err(Refused::bad_request(missing).reason("lease revoked"))
+                Err(Refused::bad_request(missing).reason_is("lease revoked"))
             }
-            Some(_) => Err(Refused::bad_request(missing).reason("lease expired")),
-            None => Err(Refused::bad_request(missing).reason("lease not found")),
+            Some(_) => Err(Refused::bad_request(missing).reason_is("lease expired")),
+            None => Err(Refused::bad_request(missing).reason_is("lease not found")),
         }
     }
 
@@ -196,13 +196,5 @@ impl Broker {
                 reason: "permission denied".into(),
             },
         ))
-    }
-}
-
-impl Refused {
-    /// Keeps the caller's message but records a more precise reason.
-    fn reason(mut self, reason: &str) -> Self {
-        self.reason = reason.to_owned();
-        self
     }
 }

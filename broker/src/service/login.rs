@@ -11,10 +11,30 @@ use std::collections::BTreeMap;
 use leash_domain::audit::escape_untrusted;
 use leash_domain::crypto::{new_accessor, new_token};
 use leash_domain::{Mutation, Refusal, TokenRecord};
+use leash_policy::{LoginMethod, Workload};
 use serde::Deserialize;
 
 use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
 use crate::wire::{AuthBlock, Envelope, Reply};
+
+/// What a login proved, for the token it earns.
+struct Proven {
+    issuer: String,
+    subject: String,
+    /// The token never lives past this (a JWT's `exp`).
+    not_after: chrono::DateTime<chrono::Utc>,
+    auth_path: &'static str,
+    meta: BTreeMap<String, String>,
+}
+
+/// The AppRole login body. Not `Debug`: it holds the secret id.
+#[derive(Default, Deserialize)]
+struct AppRoleBody {
+    #[serde(default)]
+    role_id: Option<String>,
+    #[serde(default)]
+    secret_id: Option<String>,
+}
 
 #[derive(Default, Deserialize)]
 struct LoginBody {
@@ -109,6 +129,12 @@ impl Broker {
                 escape_untrusted(&role, 64)
             ))
         })?;
+        if workload.login.method != LoginMethod::Jwt {
+            return Err(Refused::bad_request(format!(
+                "role \"{}\" does not log in with a JWT",
+                escape_untrusted(&role, 64)
+            )));
+        }
         let verified = self
             .issuers
             .verify(&workload.login.issuer, &jwt, req.now)
@@ -121,8 +147,103 @@ impl Broker {
             .check_conditions(req.inc.peer, req.now)
             .map_err(|d| Refused::bad_request(format!("login refused: {d}")))?;
 
+        let mut meta = BTreeMap::new();
+        meta.insert("role".to_owned(), workload.name.clone());
+        meta.insert("issuer".to_owned(), verified.issuer_name.clone());
+        meta.insert("sub".to_owned(), escape_untrusted(&verified.subject, 256));
+        if kubernetes {
+            kubernetes_meta(&verified.claims, &mut meta);
+        }
+        self.issue_token(
+            req,
+            ctx,
+            workload,
+            Proven {
+                issuer: verified.issuer_name.clone(),
+                subject: escape_untrusted(&verified.subject, 256),
+                // Never outlive the JWT.
+                not_after: verified.expires_at,
+                auth_path: if kubernetes {
+                    "auth/kubernetes/login"
+                } else {
+                    "auth/jwt/login"
+                },
+                meta,
+            },
+        )
+    }
+
+    /// `auth/approle/login`: a role id and a secret id, from inside the
+    /// role's bound CIDRs. Every failure gets the same answer.
+    pub(crate) async fn approle_login(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+    ) -> Result<Pending, Refused> {
+        ctx.op("auth.approle.login");
+        Self::require_method(req, &["POST", "PUT"])?;
+        let body: AppRoleBody = req.json()?;
+        let role_id = body
+            .role_id
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| Refused::bad_request("missing role_id"))?;
+        let secret_id = body
+            .secret_id
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| Refused::bad_request("missing secret_id"))?;
+        let invalid = |why: &str| Refused::bad_request("invalid role or secret ID").reason_is(why);
+        let policies = self.policies.current();
+        let workload = policies
+            .workload_by_role_id(&role_id)
+            .ok_or_else(|| invalid("unknown role_id"))?;
+        ctx.workload(&workload.name);
+        let app = workload
+            .login
+            .approle
+            .as_ref()
+            .ok_or_else(|| invalid("not an approle workload"))?;
+        ctx.attestation(serde_json::json!({
+            "method": "approle",
+            "role_id": escape_untrusted(&app.role_id, 128),
+            "source": req.inc.peer.to_string(),
+        }));
+        if !app.secret_matches(&secret_id) {
+            return Err(invalid("secret_id does not match"));
+        }
+        if !app.allows_source(req.inc.peer) {
+            return Err(invalid("source address outside the role's bound_cidrs"));
+        }
+        workload
+            .check_conditions(req.inc.peer, req.now)
+            .map_err(|d| Refused::bad_request(format!("login refused: {d}")))?;
+        let mut meta = BTreeMap::new();
+        meta.insert("role_name".to_owned(), workload.name.clone());
+        self.issue_token(
+            req,
+            ctx,
+            workload,
+            Proven {
+                issuer: "approle".into(),
+                subject: escape_untrusted(&app.role_id, 128),
+                not_after: req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)),
+                auth_path: "auth/approle/login",
+                meta,
+            },
+        )
+    }
+
+    /// Issues a token for `workload` after a successful login: random,
+    /// stored only as a digest, living at most the workload's max TTL and
+    /// never past `proven.not_after`.
+    fn issue_token(
+        &self,
+        req: &Req<'_>,
+        ctx: &mut AuditCtx,
+        workload: &Workload,
+        proven: Proven,
+    ) -> Result<Pending, Refused> {
         let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))
-            .min(verified.expires_at);
+            .min(proven.not_after);
         let ttl = secs(workload.lease.ttl);
         let (expires_at, granted) = expiry(req.now, ttl, max);
         if granted <= 0 {
@@ -132,27 +253,15 @@ impl Broker {
         }
         let token = new_token().map_err(|e| Refused::unavailable("random source", &e))?;
         let accessor = new_accessor().map_err(|e| Refused::unavailable("random source", &e))?;
-        let mut meta = BTreeMap::new();
-        meta.insert("role".to_owned(), workload.name.clone());
-        meta.insert("issuer".to_owned(), verified.issuer_name.clone());
-        meta.insert("sub".to_owned(), escape_untrusted(&verified.subject, 256));
-        if kubernetes {
-            kubernetes_meta(&verified.claims, &mut meta);
-        }
         let record = TokenRecord {
             hash: self.hasher.token(&token),
             accessor,
             workload: workload.name.clone(),
-            auth_path: if kubernetes {
-                "auth/kubernetes/login"
-            } else {
-                "auth/jwt/login"
-            }
-            .into(),
-            issuer: verified.issuer_name.clone(),
-            subject: escape_untrusted(&verified.subject, 256),
+            auth_path: proven.auth_path.into(),
+            issuer: proven.issuer,
+            subject: proven.subject,
             source: req.inc.peer.to_string(),
-            meta,
+            meta: proven.meta,
             created_at: req.now,
             expires_at,
             max_expires_at: max,

@@ -593,6 +593,7 @@ impl Broker {
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         match seg.as_slice() {
             ["auth", "jwt" | "kubernetes", "login"] => self.jwt_login(&req, ctx).await,
+            ["auth", "approle", "login"] => self.approle_login(&req, ctx).await,
             ["sys", "internal", "ui", "mounts", ..] => self.mounts_preflight(&req, ctx).await,
             ["auth", "token", "lookup-self"] => self.token_lookup_self(&req, ctx).await,
             ["auth", "token", "renew-self"] => self.token_renew_self(&req, ctx).await,
@@ -664,8 +665,14 @@ impl Broker {
             token: record,
             policies,
         };
-        session
-            .workload()?
+        let workload = session.workload()?;
+        // An AppRole token is usable only from the role's bound CIDRs.
+        if let Some(app) = &workload.login.approle
+            && !app.allows_source(req.inc.peer)
+        {
+            return Err(Refused::denied("token used outside the role's bound_cidrs"));
+        }
+        workload
             .check_conditions(req.inc.peer, req.now)
             .map_err(|d| Refused::denied(d.to_string()))?;
         Ok(session)
@@ -714,6 +721,12 @@ impl Broker {
 }
 
 impl Refused {
+    /// Keeps the caller's message but records a more precise reason.
+    pub(crate) fn reason_is(mut self, reason: &str) -> Self {
+        self.reason = reason.to_owned();
+        self
+    }
+
     fn with_message(mut self, msg: &str) -> Self {
         self.errors = vec![msg.to_owned()];
         self

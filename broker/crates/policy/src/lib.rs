@@ -4,8 +4,12 @@
 //! Nothing in this crate may do I/O on the request path: only
 //! [`PolicySet::load_dir`] reads files, when a set is loaded; every decision
 //! ([`Workload::decide`], [`Workload::check_claims`],
-//! [`Workload::check_conditions`]) is pure and takes the time and the peer
+//! [`Workload::check_conditions`], [`AppRoleLogin::secret_matches`],
+//! [`AppRoleLogin::allows_source`]) is pure and takes the time and the peer
 //! as arguments. Decisions deny by default and an explicit deny always wins.
+//! A workload logs in with a JWT or with AppRole (found through
+//! [`PolicySet::workload_by_role_id`]); an AppRole secret id is known only
+//! by its SHA-256 digest, compared in constant time and never printed.
 //! A [`Grant`] can only come from [`Workload::decide`] (or the grep-able
 //! test bypass [`unchecked_grant_for_tests`]).
 
@@ -27,5 +31,6 @@ pub use load::{LoadContext, PolicySet, Problem};
 pub use path::{CanonicalPath, PathError, canonicalize};
 pub use text::escape_untrusted;
 pub use workload::{
-    Denial, Grant, LeaseLimits, Login, LoginMethod, Scope, Workload, unchecked_grant_for_tests,
+    AppRoleLogin, Denial, Grant, LeaseLimits, Login, LoginMethod, Scope, Workload,
+    unchecked_grant_for_tests,
 };

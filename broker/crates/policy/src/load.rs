@@ -2,7 +2,9 @@
 //! file and line, and the [`PolicySet`] that results. This is the only
 //! module that reads files, and only when a set is loaded (at start-up or on
 //! reload), never while deciding a request. Nothing here may accept a set
-//! with any problem in it: a set loads completely or not at all.
+//! with any problem in it: a set loads completely or not at all. Workloads
+//! are indexed by name and, for AppRole, by role id; a secret id digest is
+//! never echoed in a problem.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,7 +26,7 @@ use crate::conditions::{Conditions, TimeWindow};
 use crate::duration::parse_duration;
 use crate::pattern::parse_pattern;
 use crate::text::{escape_message, escape_untrusted};
-use crate::workload::{LeaseLimits, Login, LoginMethod, Rule, Scope, Workload};
+use crate::workload::{AppRoleLogin, LeaseLimits, Login, LoginMethod, Rule, Scope, Workload};
 
 /// Largest policy file, in bytes.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
@@ -36,6 +38,8 @@ pub const MAX_LEASE: Duration = Duration::from_secs(30 * 86_400);
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// Default `lease.max_ttl`.
 pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(60 * 60);
+/// Longest AppRole `role_id`, in bytes.
+pub const MAX_ROLE_ID: usize = 128;
 
 /// What the loader needs to know about the broker's configuration.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +75,8 @@ impl std::error::Error for Problem {}
 #[derive(Debug, Default)]
 struct Inner {
     by_name: HashMap<String, Workload>,
+    /// AppRole role id → workload name.
+    by_role_id: HashMap<String, String>,
     names: Vec<String>,
 }
 
@@ -169,6 +175,7 @@ impl PolicySet {
     ) -> Result<PolicySet, Vec<Problem>> {
         let mut problems = Vec::new();
         let mut by_name: HashMap<String, Workload> = HashMap::with_capacity(sources.len());
+        let mut by_role_id: HashMap<String, String> = HashMap::new();
         for (file, src) in sources {
             let mut fc = FileCheck {
                 file,
@@ -176,7 +183,12 @@ impl PolicySet {
                 problems: Vec::new(),
             };
             let parsed = fc.parse(ctx);
-            if let Some((w, name_span)) = parsed {
+            if let Some(Parsed {
+                workload: w,
+                name_span,
+                role_id_span,
+            }) = parsed
+            {
                 if let Some(first) = by_name.get(&w.name) {
                     let reason = format!(
                         "workload `{}` is already defined in {}",
@@ -184,7 +196,23 @@ impl PolicySet {
                         escape_message(&first.source.display().to_string())
                     );
                     fc.problem(name_span, reason);
-                } else if fc.problems.is_empty() {
+                }
+                let role_id = w.login.approle.as_ref().map(|a| a.role_id.clone());
+                if let (Some(role_id), Some(span)) = (&role_id, role_id_span)
+                    && let Some(first) = by_role_id.get(role_id).and_then(|n| by_name.get(n))
+                {
+                    let reason = format!(
+                        "role_id `{}` is already used by workload `{}` in {}",
+                        escape_untrusted(role_id),
+                        first.name,
+                        escape_message(&first.source.display().to_string())
+                    );
+                    fc.problem(span, reason);
+                }
+                if fc.problems.is_empty() {
+                    if let Some(role_id) = role_id {
+                        by_role_id.insert(role_id, w.name.clone());
+                    }
                     by_name.insert(w.name.clone(), w);
                 }
             }
@@ -197,13 +225,26 @@ impl PolicySet {
         let mut names: Vec<String> = by_name.keys().cloned().collect();
         names.sort();
         Ok(PolicySet {
-            inner: Arc::new(Inner { by_name, names }),
+            inner: Arc::new(Inner {
+                by_name,
+                by_role_id,
+                names,
+            }),
         })
     }
 
     /// The workload called `name`.
     pub fn workload(&self, name: &str) -> Option<&Workload> {
         self.inner.by_name.get(name)
+    }
+
+    /// The AppRole workload whose `login.role_id` is `role_id` (an index
+    /// built at load; role ids are unique across the set).
+    pub fn workload_by_role_id(&self, role_id: &str) -> Option<&Workload> {
+        self.inner
+            .by_role_id
+            .get(role_id)
+            .and_then(|name| self.inner.by_name.get(name))
     }
 
     /// How many workloads.
@@ -253,9 +294,16 @@ type RawClaims = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 #[serde(deny_unknown_fields)]
 struct RawLogin {
     method: Spanned<String>,
-    issuer: Spanned<String>,
+    #[serde(default)]
+    issuer: Option<Spanned<String>>,
     #[serde(default)]
     bound_claims: Option<Spanned<RawClaims>>,
+    #[serde(default)]
+    role_id: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_id_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    bound_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -296,6 +344,14 @@ struct RawScope {
     deny: Option<Spanned<bool>>,
 }
 
+/// A file that checked out: its workload, and where to point at its name
+/// and (AppRole) role id should they clash with another file's.
+struct Parsed {
+    workload: Workload,
+    name_span: Range<usize>,
+    role_id_span: Option<Range<usize>>,
+}
+
 /// The problems of one file, and how to place them.
 struct FileCheck<'a> {
     file: &'a Path,
@@ -319,6 +375,59 @@ fn valid_name(s: &str) -> bool {
         && b.iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.')
         })
+}
+
+fn valid_role_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ROLE_ID
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// SHA-256 of the empty string: a digest that only an empty secret id has.
+const EMPTY_SHA256: [u8; 32] = [
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+];
+
+/// Parses a SHA-256 digest written as 64 hex digits (either case). The
+/// error is a load problem's reason; it never repeats the value, which may
+/// be a secret id pasted by mistake.
+fn parse_sha256_hex(s: &str) -> Result<[u8; 32], String> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !s.bytes().all(|c| nibble(c).is_some()) {
+        return Err("login.secret_id_sha256 is not hexadecimal: write only the 64 hex digits that `sha256sum` prints (without the trailing ` -`)".to_owned());
+    }
+    if s.len() != 64 {
+        return Err(format!(
+            "login.secret_id_sha256 has {} hex digits; a SHA-256 digest has 64",
+            s.len()
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        let (Some(hi), Some(lo)) = (
+            pair.first().copied().and_then(nibble),
+            pair.get(1).copied().and_then(nibble),
+        ) else {
+            return Err("login.secret_id_sha256 is not hexadecimal".to_owned());
+        };
+        *byte = hi << 4 | lo;
+    }
+    if out == EMPTY_SHA256 {
+        return Err(
+            "login.secret_id_sha256 is the SHA-256 of an empty secret id; hash the real secret id"
+                .to_owned(),
+        );
+    }
+    Ok(out)
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -374,8 +483,8 @@ impl FileCheck<'_> {
     }
 
     /// Parses and checks one file; the workload comes back only with no
-    /// problems, together with the span of its `name` value.
-    fn parse(&mut self, ctx: &LoadContext) -> Option<(Workload, Range<usize>)> {
+    /// problems, together with the spans of its `name` and `role_id`.
+    fn parse(&mut self, ctx: &LoadContext) -> Option<Parsed> {
         if self.src.len() as u64 > MAX_FILE_BYTES {
             self.problems.push(Problem {
                 file: self.file.to_path_buf(),
@@ -441,15 +550,15 @@ impl FileCheck<'_> {
                 rules.push(rule);
             }
         }
-        let (Some(login), Some(lease)) = (login, lease) else {
+        let (Some((login, role_id_span)), Some(lease)) = (login, lease) else {
             return None;
         };
         if !self.problems.is_empty() {
             return None;
         }
         let matcher = Workload::compile(&rules);
-        Some((
-            Workload {
+        Some(Parsed {
+            workload: Workload {
                 name,
                 description,
                 login,
@@ -460,44 +569,133 @@ impl FileCheck<'_> {
                 matcher,
                 source: self.file.to_path_buf(),
             },
-            raw.name.span(),
-        ))
+            name_span: raw.name.span(),
+            role_id_span,
+        })
     }
 
-    fn login(&mut self, raw: Spanned<RawLogin>, ctx: &LoadContext) -> Option<Login> {
+    /// Checks `[login]`; with it comes the span of the AppRole `role_id`.
+    fn login(
+        &mut self,
+        raw: Spanned<RawLogin>,
+        ctx: &LoadContext,
+    ) -> Option<(Login, Option<Range<usize>>)> {
         let login_span = raw.span();
         let raw = raw.into_inner();
-        let method = if raw.method.get_ref() == "jwt" {
-            Some(LoginMethod::Jwt)
-        } else {
+        let before = self.problems.len();
+        match raw.method.get_ref().as_str() {
+            "jwt" => {
+                let role_id = raw.role_id.as_ref().map(Spanned::span);
+                let secret = raw.secret_id_sha256.as_ref().map(Spanned::span);
+                let cidrs = raw.bound_cidrs.as_ref().map(Spanned::span);
+                self.not_for("jwt", "role_id", role_id, "it is an AppRole setting");
+                self.not_for(
+                    "jwt",
+                    "secret_id_sha256",
+                    secret,
+                    "it is an AppRole setting",
+                );
+                self.not_for(
+                    "jwt",
+                    "bound_cidrs",
+                    cidrs,
+                    "it is an AppRole setting; restrict a JWT workload with conditions.source_cidrs",
+                );
+                let clean = self.problems.len() == before;
+                let login = self.jwt_login(login_span, raw.issuer, raw.bound_claims, ctx);
+                login.filter(|_| clean).map(|l| (l, None))
+            }
+            "approle" => {
+                let issuer = raw.issuer.as_ref().map(Spanned::span);
+                let claims = raw.bound_claims.as_ref().map(Spanned::span);
+                let why = "AppRole binds no issuer or claims";
+                self.not_for("approle", "issuer", issuer, why);
+                self.not_for("approle", "bound_claims", claims, why);
+                let clean = self.problems.len() == before;
+                let role_id_span = raw.role_id.as_ref().map(Spanned::span);
+                let approle = self.approle_login(
+                    login_span,
+                    raw.role_id,
+                    raw.secret_id_sha256,
+                    raw.bound_cidrs,
+                );
+                approle.filter(|_| clean).map(|a| {
+                    (
+                        Login {
+                            method: LoginMethod::AppRole,
+                            issuer: String::new(),
+                            bound_claims: Vec::new(),
+                            approle: Some(a),
+                        },
+                        role_id_span,
+                    )
+                })
+            }
+            other => {
+                self.problem(
+                    raw.method.span(),
+                    format!(
+                        "unsupported login method `{}` (use `jwt` or `approle`)",
+                        escape_untrusted(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A problem for `login.<key>` when it is present under a method that
+    /// does not use it.
+    fn not_for(&mut self, method: &str, key: &str, span: Option<Range<usize>>, why: &str) {
+        if let Some(span) = span {
             self.problem(
-                raw.method.span(),
-                format!(
-                    "unsupported login method `{}` (only `jwt`)",
-                    escape_untrusted(raw.method.get_ref())
-                ),
-            );
-            None
-        };
-        let issuer = raw.issuer.get_ref().clone();
-        if !ctx.issuers.contains(&issuer) {
-            let known: Vec<String> = ctx.issuers.iter().map(|i| escape_untrusted(i)).collect();
-            self.problem(
-                raw.issuer.span(),
-                format!(
-                    "unknown issuer `{}` (configured issuers: {})",
-                    escape_untrusted(&issuer),
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
+                span,
+                format!("login.{key} is not allowed with method `{method}` ({why}); remove it"),
             );
         }
-        let mut bound_claims = Vec::new();
+    }
+
+    fn jwt_login(
+        &mut self,
+        login_span: Range<usize>,
+        issuer: Option<Spanned<String>>,
+        bound_claims: Option<Spanned<RawClaims>>,
+        ctx: &LoadContext,
+    ) -> Option<Login> {
         let mut ok = true;
-        match raw.bound_claims {
+        let issuer = match issuer {
+            None => {
+                self.problem(
+                    login_span.clone(),
+                    "login.issuer is missing: name an issuer configured in the broker".to_owned(),
+                );
+                ok = false;
+                String::new()
+            }
+            Some(raw_issuer) => {
+                let issuer = raw_issuer.get_ref().clone();
+                if !ctx.issuers.contains(&issuer) {
+                    let known: Vec<String> =
+                        ctx.issuers.iter().map(|i| escape_untrusted(i)).collect();
+                    self.problem(
+                        raw_issuer.span(),
+                        format!(
+                            "unknown issuer `{}` (configured issuers: {})",
+                            escape_untrusted(&issuer),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+                issuer
+            }
+        };
+        let mut claims = Vec::new();
+        match bound_claims {
             Some(map) if !map.get_ref().is_empty() => {
                 for (key, value) in map.into_inner() {
                     let values = match value.get_ref() {
@@ -519,7 +717,7 @@ impl FileCheck<'_> {
                         }
                     };
                     match BoundClaim::new(key.get_ref(), values) {
-                        Ok(bc) => bound_claims.push(bc),
+                        Ok(bc) => claims.push(bc),
                         Err(why) => {
                             self.problem(key.span(), why);
                             ok = false;
@@ -542,12 +740,98 @@ impl FileCheck<'_> {
                 ok = false;
             }
         }
-        let method = method?;
         ok.then_some(Login {
-            method,
+            method: LoginMethod::Jwt,
             issuer,
-            bound_claims,
+            bound_claims: claims,
+            approle: None,
         })
+    }
+
+    fn approle_login(
+        &mut self,
+        login_span: Range<usize>,
+        role_id: Option<Spanned<String>>,
+        secret_id_sha256: Option<Spanned<String>>,
+        bound_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Option<AppRoleLogin> {
+        let role_id = match role_id {
+            None => {
+                self.problem(
+                    login_span.clone(),
+                    "login.role_id is missing: an AppRole workload needs a role id".to_owned(),
+                );
+                None
+            }
+            Some(r) if !valid_role_id(r.get_ref()) => {
+                self.problem(
+                    r.span(),
+                    format!(
+                        "invalid login.role_id `{}`: use 1-{MAX_ROLE_ID} of A-Z a-z 0-9 . _ -",
+                        escape_untrusted(r.get_ref())
+                    ),
+                );
+                None
+            }
+            Some(r) => Some(r.into_inner()),
+        };
+        let digest = match secret_id_sha256 {
+            None => {
+                self.problem(
+                    login_span.clone(),
+                    "login.secret_id_sha256 is missing: the SHA-256 of the secret id as 64 hex digits (printf %s \"$SECRET_ID\" | sha256sum)".to_owned(),
+                );
+                None
+            }
+            Some(d) => match parse_sha256_hex(d.get_ref()) {
+                Ok(digest) => Some(digest),
+                Err(why) => {
+                    self.problem(d.span(), why);
+                    None
+                }
+            },
+        };
+        let cidrs = match bound_cidrs {
+            None => {
+                self.problem(
+                    login_span,
+                    "login.bound_cidrs is missing: an AppRole workload must be bound to the networks it logs in from".to_owned(),
+                );
+                None
+            }
+            Some(list) if list.get_ref().is_empty() => {
+                self.problem(
+                    list.span(),
+                    "login.bound_cidrs is empty, which would allow no source; list the networks the role logs in from".to_owned(),
+                );
+                None
+            }
+            Some(list) => {
+                let mut ok = true;
+                let mut nets = Vec::with_capacity(list.get_ref().len());
+                for raw in list.into_inner() {
+                    let span = raw.span();
+                    match self.cidr(raw) {
+                        Some(net) if net.prefix_len() == 0 => {
+                            self.problem(
+                                span,
+                                format!(
+                                    "login.bound_cidrs `{net}` matches every address, which binds nothing; list the networks the role logs in from"
+                                ),
+                            );
+                            ok = false;
+                        }
+                        Some(net) => nets.push(net),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(nets)
+            }
+        };
+        let (Some(role_id), Some(digest), Some(cidrs)) = (role_id, digest, cidrs) else {
+            return None;
+        };
+        Some(AppRoleLogin::new(role_id, digest, cidrs))
     }
 
     fn duration(&mut self, key: &str, v: Spanned<toml::Value>) -> Option<Duration> {

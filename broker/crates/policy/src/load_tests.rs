@@ -649,3 +649,281 @@ fn ten_thousand_workloads() {
     let clone = set.clone();
     assert_eq!(clone.len(), 10_000);
 }
+
+// ---- AppRole ----
+
+/// SHA-256 of `s3cr3t-id`.
+const DIGEST: &str = "b4b9736f947900ee51532ca77c008d8ad3de953a61e091c0eaefabcc6648ab9b";
+
+/// An AppRole file: `[login]` is line 2, `method` line 3, `body` from line 4.
+fn approle(body: &str) -> String {
+    format!("name = \"w\"\n[login]\nmethod = \"approle\"\n{body}")
+}
+
+/// A complete AppRole `[login]` body (lines 4-6) for `role_id`.
+fn approle_body(role_id: &str) -> String {
+    format!(
+        "role_id = \"{role_id}\"\nsecret_id_sha256 = \"{DIGEST}\"\nbound_cidrs = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n"
+    )
+}
+
+#[test]
+fn loads_approle_workloads() {
+    let src = format!(
+        "{}[lease]\nttl = \"10m\"\n[[scope]]\npath = \"secret/reports/*\"\ncapabilities = [\"read\"]\n",
+        approle(&approle_body("batch-reports"))
+    );
+    let set = load(&src).unwrap();
+    let w = set.workload("w").unwrap();
+    assert_eq!(w.login.method, LoginMethod::AppRole);
+    assert_eq!(w.login.method.as_str(), "approle");
+    assert_eq!(w.login.issuer, "");
+    assert!(w.login.bound_claims.is_empty());
+    let a = w.login.approle.as_ref().unwrap();
+    assert_eq!(a.role_id, "batch-reports");
+    let cidrs: Vec<String> = a.bound_cidrs.iter().map(ToString::to_string).collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "127.0.0.1/32"]);
+    assert!(a.secret_matches("s3cr3t-id"));
+    assert!(!a.secret_matches("s3cr3t-id\n"));
+    assert_eq!(w.lease.ttl, Duration::from_secs(600));
+    // Found by role id, in O(1); role ids are case-sensitive.
+    let by_role = set.workload_by_role_id("batch-reports").unwrap();
+    assert_eq!(by_role.name, "w");
+    assert!(set.workload_by_role_id("Batch-Reports").is_none());
+    assert!(set.workload_by_role_id("w").is_none());
+    assert!(set.workload_by_role_id("").is_none());
+    // The digest is never printed.
+    let debug = format!("{w:?}");
+    assert!(!debug.contains(DIGEST), "{debug}");
+    assert!(debug.contains("batch-reports"), "{debug}");
+    // Upper-case hex, a bare host address, IPv6, and role id characters.
+    let src = approle(&format!(
+        "role_id = \"Batch.reports_2-x\"\nsecret_id_sha256 = \"{}\"\nbound_cidrs = [\"192.0.2.7\", \"fd00::/8\"]\n",
+        DIGEST.to_ascii_uppercase()
+    ));
+    let set = load(&src).unwrap();
+    let a = set.workload_by_role_id("Batch.reports_2-x").unwrap();
+    let a = a.login.approle.as_ref().unwrap();
+    assert!(a.secret_matches("s3cr3t-id"));
+    assert_eq!(a.bound_cidrs[0].to_string(), "192.0.2.7/32");
+    // JWT workloads are not in the role id index and have no AppRole part.
+    let jwt = load(&minimal("")).unwrap();
+    assert!(jwt.workload("w").unwrap().login.approle.is_none());
+    assert!(jwt.workload_by_role_id("w").is_none());
+}
+
+#[test]
+fn approle_missing_keys() {
+    one_problem(
+        &approle(&format!(
+            "secret_id_sha256 = \"{DIGEST}\"\nbound_cidrs = [\"10.0.0.0/8\"]\n"
+        )),
+        2,
+        "login.role_id is missing",
+    );
+    one_problem(
+        &approle("role_id = \"r\"\nbound_cidrs = [\"10.0.0.0/8\"]\n"),
+        2,
+        "login.secret_id_sha256 is missing",
+    );
+    one_problem(
+        &approle(&format!(
+            "role_id = \"r\"\nsecret_id_sha256 = \"{DIGEST}\"\n"
+        )),
+        2,
+        "login.bound_cidrs is missing",
+    );
+    // All three missing: three problems, all reported.
+    let p = problems(&approle(""));
+    let reasons: Vec<&str> = p.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(p.iter().all(|p| p.line == 2), "{p:#?}");
+    assert!(reasons[0].contains("role_id"), "{reasons:?}");
+    assert!(reasons[1].contains("secret_id_sha256"), "{reasons:?}");
+    assert!(reasons[2].contains("bound_cidrs"), "{reasons:?}");
+}
+
+#[test]
+fn approle_digest_problems() {
+    let with_digest = |d: &str| {
+        approle(&format!(
+            "role_id = \"r\"\nsecret_id_sha256 = \"{d}\"\nbound_cidrs = [\"10.0.0.0/8\"]\n"
+        ))
+    };
+    // Bad hex: a non-hex character, sha256sum's ` -` suffix, whitespace.
+    let mut bad = DIGEST.to_owned();
+    bad.replace_range(10..11, "g");
+    one_problem(&with_digest(&bad), 5, "not hexadecimal");
+    one_problem(&with_digest(&format!("{DIGEST}  -")), 5, "trailing ` -`");
+    one_problem(&with_digest(&format!(" {DIGEST}")), 5, "not hexadecimal");
+    one_problem(
+        &with_digest(&format!("0x{}", &DIGEST[2..])),
+        5,
+        "not hexadecimal",
+    );
+    // Wrong length.
+    one_problem(&with_digest(&DIGEST[..63]), 5, "has 63 hex digits");
+    one_problem(&with_digest(&format!("{DIGEST}00")), 5, "has 66 hex digits");
+    one_problem(&with_digest(""), 5, "has 0 hex digits");
+    // The digest of the empty secret id.
+    one_problem(
+        &with_digest("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        5,
+        "empty secret id",
+    );
+    // A secret id pasted by mistake is never echoed.
+    let p = problems(&with_digest("my-actual-secret-id"));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(!p[0].reason.contains("my-actual"), "{}", p[0]);
+    // Not a string at all: the parser reports it.
+    one_problem(
+        &approle("role_id = \"r\"\nsecret_id_sha256 = 12\nbound_cidrs = [\"10.0.0.0/8\"]\n"),
+        5,
+        "string",
+    );
+}
+
+#[test]
+fn approle_role_id_and_cidr_problems() {
+    let with = |role_id: &str, cidrs: &str| {
+        approle(&format!(
+            "role_id = \"{role_id}\"\nsecret_id_sha256 = \"{DIGEST}\"\nbound_cidrs = {cidrs}\n"
+        ))
+    };
+    let ok = "[\"10.0.0.0/8\"]";
+    for bad in ["", "a b", "a/b", "é", "a:b", &"a".repeat(129)] {
+        one_problem(&with(bad, ok), 4, "invalid login.role_id");
+    }
+    assert!(load(&with(&"a".repeat(128), ok)).is_ok());
+    one_problem(&with("r", "[]"), 6, "login.bound_cidrs is empty");
+    one_problem(
+        &with("r", "[\"10.0.0.0/8\",\n  \"10.0.0.300/32\"]"),
+        7,
+        "invalid CIDR",
+    );
+    one_problem(
+        &with("r", "[\"10.0.0.5/8\"]"),
+        6,
+        "did you mean `10.0.0.0/8`",
+    );
+    one_problem(&with("r", "[\"::ffff:10.0.0.0/104\"]"), 6, "IPv4-mapped");
+    one_problem(&with("r", "[\"0.0.0.0/0\"]"), 6, "binds nothing");
+    one_problem(&with("r", "[\"10.0.0.0/8\", \"::/0\"]"), 6, "binds nothing");
+}
+
+#[test]
+fn keys_of_the_other_method_are_problems() {
+    // AppRole with an issuer or bound claims.
+    one_problem(
+        &approle(&format!("issuer = \"dev\"\n{}", approle_body("r"))),
+        4,
+        "login.issuer is not allowed with method `approle`",
+    );
+    one_problem(
+        &approle(&format!(
+            "{}[login.bound_claims]\nsub = \"w\"\n",
+            approle_body("r")
+        )),
+        7,
+        "login.bound_claims is not allowed with method `approle`",
+    );
+    // JWT with AppRole keys: each one is reported.
+    let jwt = |extra: &str| {
+        format!(
+            "name = \"w\"\n[login]\nmethod = \"jwt\"\nissuer = \"dev\"\n{extra}[login.bound_claims]\nsub = \"w\"\n"
+        )
+    };
+    one_problem(
+        &jwt("role_id = \"r\"\n"),
+        5,
+        "login.role_id is not allowed with method `jwt`",
+    );
+    one_problem(
+        &jwt(&format!("secret_id_sha256 = \"{DIGEST}\"\n")),
+        5,
+        "login.secret_id_sha256 is not allowed with method `jwt`",
+    );
+    one_problem(
+        &jwt("bound_cidrs = [\"10.0.0.0/8\"]\n"),
+        5,
+        "conditions.source_cidrs",
+    );
+    let p = problems(&jwt(&approle_body("r")));
+    let lines: Vec<usize> = p.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [5, 6, 7], "{p:#?}");
+    // JWT still needs its issuer; an unknown method names both methods.
+    one_problem(
+        "name = \"w\"\n[login]\nmethod = \"jwt\"\n[login.bound_claims]\nsub = \"w\"\n",
+        2,
+        "login.issuer is missing",
+    );
+    one_problem(
+        &approle(&approle_body("r")).replace("approle", "AppRole"),
+        3,
+        "unsupported login method `AppRole` (use `jwt` or `approle`)",
+    );
+}
+
+#[test]
+fn duplicate_role_ids_across_files() {
+    let first = PathBuf::from("dir/a.toml");
+    let second = PathBuf::from("dir/b.toml");
+    let third = PathBuf::from("dir/c.toml");
+    let file = |name: &str, role_id: &str| {
+        format!(
+            "# {name}\nname = \"{name}\"\n[login]\nmethod = \"approle\"\n{}",
+            approle_body(role_id)
+        )
+    };
+    let r = PolicySet::from_sources(
+        &[
+            (first.clone(), file("a", "shared")),
+            (second.clone(), file("b", "shared")),
+            (third.clone(), file("c", "own")),
+        ],
+        &ctx(),
+    )
+    .unwrap_err();
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0].file, second);
+    assert_eq!(r[0].line, 5);
+    assert_eq!(
+        r[0].to_string(),
+        "dir/b.toml:5: role_id `shared` is already used by workload `a` in dir/a.toml"
+    );
+    // A duplicate name and a duplicate role id are both reported.
+    let r = PolicySet::from_sources(
+        &[
+            (first.clone(), file("a", "shared")),
+            (second, file("a", "shared")),
+        ],
+        &ctx(),
+    )
+    .unwrap_err();
+    let lines: Vec<usize> = r.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [2, 5], "{r:#?}");
+    // Distinct role ids load; role ids and names are separate namespaces.
+    let set = PolicySet::from_sources(&[(first, file("a", "b")), (third, file("b", "a"))], &ctx())
+        .unwrap();
+    assert_eq!(set.workload_by_role_id("a").unwrap().name, "b");
+    assert_eq!(set.workload_by_role_id("b").unwrap().name, "a");
+}
+
+#[test]
+fn shipped_approle_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../policies/examples");
+    let set = PolicySet::load_dir(
+        &root,
+        &LoadContext {
+            issuers: vec!["github".into(), "k8s".into()],
+        },
+    )
+    .unwrap_or_else(|p| panic!("policies/examples: {p:#?}"));
+    let w = set.workload_by_role_id("batch-reports").unwrap();
+    assert_eq!(w.name, "batch-reports");
+    assert_eq!(w.login.method, LoginMethod::AppRole);
+    assert_eq!(w.source_file(), root.join("batch-approle.toml").as_path());
+    let a = w.login.approle.as_ref().unwrap();
+    assert!(!a.bound_cidrs.is_empty());
+    assert!(!a.secret_matches(""));
+}

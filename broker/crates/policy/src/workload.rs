@@ -1,7 +1,9 @@
-//! A loaded workload and the decisions made for it: claims at login,
-//! conditions, and scopes on every request. Nothing here may do I/O, allow
-//! by default, let an allow outrank a matching deny, or hand out a [`Grant`]
-//! other than through [`Workload::decide`] (the one bypass,
+//! A loaded workload and the decisions made for it: claims (JWT) or the
+//! secret id digest (AppRole) at login, conditions — including an AppRole's
+//! bound networks — and scopes on every request. Nothing here may do I/O,
+//! allow by default, let an allow outrank a matching deny, compare a secret
+//! id in variable time or print its digest, or hand out a [`Grant`] other
+//! than through [`Workload::decide`] (the one bypass,
 //! [`unchecked_grant_for_tests`], is named for grepping).
 
 use std::fmt;
@@ -10,11 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::capability::{CapSet, Capability};
 use crate::claims::BoundClaim;
-use crate::conditions::Conditions;
+use crate::conditions::{Conditions, normalize_peer};
 use crate::path::CanonicalPath;
 use crate::pattern::{Matcher, Pattern};
 
@@ -80,6 +85,9 @@ pub fn unchecked_grant_for_tests(
 pub enum LoginMethod {
     /// A JWT from a configured issuer.
     Jwt,
+    /// A role id and a secret id, bound to source networks (lower
+    /// assurance than a signed attestation).
+    AppRole,
 }
 
 impl LoginMethod {
@@ -87,6 +95,7 @@ impl LoginMethod {
     pub fn as_str(self) -> &'static str {
         match self {
             LoginMethod::Jwt => "jwt",
+            LoginMethod::AppRole => "approle",
         }
     }
 }
@@ -102,10 +111,67 @@ impl fmt::Display for LoginMethod {
 pub struct Login {
     /// The method.
     pub method: LoginMethod,
-    /// The name of an issuer configured in the broker.
+    /// JWT: the name of an issuer configured in the broker. Empty for
+    /// AppRole.
     pub issuer: String,
-    /// Every one must match (never empty).
+    /// JWT: every one must match (never empty). Empty for AppRole.
     pub bound_claims: Vec<BoundClaim>,
+    /// AppRole: the role's settings (`Some` exactly when `method` is
+    /// [`LoginMethod::AppRole`]).
+    pub approle: Option<AppRoleLogin>,
+}
+
+/// AppRole login settings. The secret id itself is never known to the
+/// policy, only its SHA-256 digest, which [`fmt::Debug`] does not print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AppRoleLogin {
+    /// The role id (not secret), unique across the set.
+    pub role_id: String,
+    /// Where the role may log in from and use its token from (never empty).
+    pub bound_cidrs: Vec<IpNet>,
+    secret_id_sha256: [u8; 32],
+}
+
+impl AppRoleLogin {
+    pub(crate) fn new(
+        role_id: String,
+        secret_id_sha256: [u8; 32],
+        bound_cidrs: Vec<IpNet>,
+    ) -> Self {
+        Self {
+            role_id,
+            bound_cidrs,
+            secret_id_sha256,
+        }
+    }
+
+    /// Whether SHA-256(`secret_id`) equals the configured digest, compared
+    /// in constant time. An empty secret id never matches.
+    pub fn secret_matches(&self, secret_id: &str) -> bool {
+        if secret_id.is_empty() {
+            return false;
+        }
+        let digest = Sha256::digest(secret_id.as_bytes());
+        bool::from(digest.as_slice().ct_eq(&self.secret_id_sha256[..]))
+    }
+
+    /// Whether `peer` is inside one of the bound networks. IPv4-mapped IPv6
+    /// peers are compared as IPv4, as in conditions. An empty list (which
+    /// the loader refuses) allows nothing.
+    pub fn allows_source(&self, peer: IpAddr) -> bool {
+        let peer = normalize_peer(peer);
+        self.bound_cidrs.iter().any(|n| n.contains(&peer))
+    }
+}
+
+impl fmt::Debug for AppRoleLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRoleLogin")
+            .field("role_id", &self.role_id)
+            .field("bound_cidrs", &self.bound_cidrs)
+            .field("secret_id_sha256", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Lease lifetimes: `1s ≤ ttl ≤ max_ttl ≤ 30d`.
@@ -184,6 +250,12 @@ impl Workload {
     /// match. String, number and boolean claims compare by their string
     /// form; arrays, objects, null and missing claims are denied.
     pub fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
+        if self.login.method != LoginMethod::Jwt {
+            return Err(Denial::new(format!(
+                "workload logs in with {}, not a JWT",
+                self.login.method
+            )));
+        }
         if self.login.bound_claims.is_empty() {
             // The loader refuses this; stay closed if it ever happens.
             return Err(Denial::new("workload binds no claims".to_owned()));
@@ -194,9 +266,26 @@ impl Workload {
         Ok(())
     }
 
-    /// Checks the source address and time conditions. IPv4-mapped IPv6
-    /// peers are compared as IPv4.
+    /// Checks the source address and time conditions and, for an AppRole
+    /// workload, that the peer is inside `login.bound_cidrs` (so the
+    /// binding holds for the token's use as well as for the login). A
+    /// workload whose method is AppRole but that has no AppRole settings
+    /// (the loader never builds one) is denied. IPv4-mapped IPv6 peers are
+    /// compared as IPv4.
     pub fn check_conditions(&self, peer: IpAddr, now: DateTime<Utc>) -> Result<(), Denial> {
+        if self.login.method == LoginMethod::AppRole {
+            let bound = self
+                .login
+                .approle
+                .as_ref()
+                .is_some_and(|a| a.allows_source(peer));
+            if !bound {
+                return Err(Denial::new(format!(
+                    "source address {} is not in the AppRole's bound networks",
+                    normalize_peer(peer)
+                )));
+            }
+        }
         self.conditions.check(peer, now)
     }
 
@@ -488,6 +577,113 @@ mod tests {
         let w = workload(&scopes(&[("secret/+/db", &["read"])]), "");
         assert!(decide(&w, Capability::Read, "secret/+/db").is_ok());
         assert!(decide(&w, Capability::Read, "secret/a/b/db").is_err());
+    }
+
+    /// SHA-256 of `s3cr3t-id`.
+    const DIGEST: &str = "b4b9736f947900ee51532ca77c008d8ad3de953a61e091c0eaefabcc6648ab9b";
+    /// SHA-256 of `other-secret`.
+    const OTHER_DIGEST: &str = "9c0ee26e4a1fbb028187486a7ea91f81f8ab81fcf467cba75107dbd3a64244d7";
+
+    fn approle_workload(digest: &str, extra: &str) -> Workload {
+        let src = format!(
+            "name = \"batch\"\n[login]\nmethod = \"approle\"\nrole_id = \"batch-reports\"\nsecret_id_sha256 = \"{digest}\"\nbound_cidrs = [\"10.0.0.0/8\", \"127.0.0.1/32\", \"fd00::/8\"]\n{extra}[[scope]]\npath = \"secret/reports/*\"\ncapabilities = [\"read\"]\n"
+        );
+        let set = PolicySet::from_sources(
+            &[(PathBuf::from("batch.toml"), src)],
+            &LoadContext { issuers: vec![] },
+        )
+        .unwrap_or_else(|p| panic!("{p:#?}"));
+        set.workload_by_role_id("batch-reports").unwrap().clone()
+    }
+
+    #[test]
+    fn approle_secret_matches() {
+        let w = approle_workload(DIGEST, "");
+        let a = w.login.approle.as_ref().unwrap();
+        assert!(a.secret_matches("s3cr3t-id"));
+        assert!(!a.secret_matches("other-secret"));
+        assert!(!a.secret_matches("s3cr3t-i"));
+        assert!(!a.secret_matches("S3CR3T-ID"));
+        assert!(!a.secret_matches(""));
+        // The digest itself is not the secret.
+        assert!(!a.secret_matches(DIGEST));
+        // A digest of a different secret.
+        let other = approle_workload(OTHER_DIGEST, "");
+        let b = other.login.approle.as_ref().unwrap();
+        assert!(b.secret_matches("other-secret"));
+        assert!(!b.secret_matches("s3cr3t-id"));
+        assert!(!b.secret_matches(""));
+        assert_ne!(a, b);
+        // Debug shows the role but never the digest.
+        let debug = format!("{a:?}");
+        assert!(debug.contains("batch-reports") && debug.contains("10.0.0.0/8"));
+        assert!(
+            !debug.contains(DIGEST) && !debug.contains("b4b9"),
+            "{debug}"
+        );
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let raw = AppRoleLogin::new("r".into(), [0xab; 32], vec![]);
+        assert!(!format!("{raw:?}").contains("abab"));
+    }
+
+    #[test]
+    fn approle_allows_source() {
+        let w = approle_workload(DIGEST, "");
+        let a = w.login.approle.as_ref().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(a.allows_source(ip("10.1.2.3")));
+        assert!(a.allows_source(ip("127.0.0.1")));
+        assert!(a.allows_source(ip("fd12::1")));
+        assert!(!a.allows_source(ip("127.0.0.2")));
+        assert!(!a.allows_source(ip("192.168.1.1")));
+        assert!(!a.allows_source(ip("::1")));
+        // IPv4-mapped IPv6 peers are compared as IPv4.
+        assert!(a.allows_source(ip("::ffff:10.9.9.9")));
+        assert!(a.allows_source(ip("::ffff:127.0.0.1")));
+        assert!(!a.allows_source(ip("::ffff:192.168.1.1")));
+        // IPv4-compatible (deprecated) form is not unmapped.
+        assert!(!a.allows_source(ip("::a01:203")));
+        // No networks: nothing is allowed.
+        let none = AppRoleLogin::new("r".into(), [0; 32], vec![]);
+        assert!(!none.allows_source(ip("10.1.2.3")));
+    }
+
+    #[test]
+    fn approle_binding_holds_on_every_request() {
+        let w = approle_workload(DIGEST, "");
+        let path = canonicalize("secret/reports/q3").unwrap();
+        let inside: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let outside: IpAddr = "203.0.113.9".parse().unwrap();
+        assert!(w.decide(Capability::Read, &path, inside, now()).is_ok());
+        assert!(w.decide(Capability::Read, &path, mapped, now()).is_ok());
+        let e = w
+            .decide(Capability::Read, &path, outside, now())
+            .unwrap_err();
+        assert_eq!(
+            e.reason,
+            "source address 203.0.113.9 is not in the AppRole's bound networks"
+        );
+        assert!(w.check_conditions(outside, now()).is_err());
+        // Conditions still apply on top of the binding.
+        let narrower = approle_workload(DIGEST, "[conditions]\nsource_cidrs = [\"10.1.0.0/16\"]\n");
+        assert!(
+            narrower
+                .check_conditions("10.1.0.1".parse().unwrap(), now())
+                .is_ok()
+        );
+        let e = narrower.check_conditions(inside, now()).unwrap_err();
+        assert!(e.reason.contains("allowed networks"), "{e}");
+        // A workload claiming AppRole without settings stays closed.
+        let mut broken = w.clone();
+        broken.login.approle = None;
+        assert!(broken.check_conditions(inside, now()).is_err());
+        // An AppRole workload never passes a JWT claims check.
+        let claims = serde_json::Map::new();
+        let e = w.check_claims(&claims).unwrap_err();
+        assert_eq!(e.reason, "workload logs in with approle, not a JWT");
+        assert_eq!(LoginMethod::AppRole.to_string(), "approle");
+        assert_eq!(LoginMethod::Jwt.as_str(), "jwt");
     }
 
     #[test]
