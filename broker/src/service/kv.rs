@@ -7,14 +7,16 @@
 //! was revoked while the read was in flight, the lease insert does not
 //! apply and the caller gets 403 instead of the value.
 
-use leash_backend::SecretData;
+use std::sync::Arc;
+
 use leash_backend::{BackendError, SecretVersion};
+use leash_backend::{SecretBackend, SecretData};
 use leash_domain::crypto::new_lease_suffix;
 use leash_domain::{LeaseRecord, Mutation, Refusal, WriteRule};
-use leash_policy::{CanonicalPath, Capability, canonicalize};
+use leash_policy::{CanonicalPath, Capability, Grant, canonicalize};
 use serde::Deserialize;
 
-use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
+use super::{AuditCtx, Broker, Pending, Refused, Req, Session, expiry, secs};
 use crate::wire::{Envelope, KvBody, KvData, KvMetadata, Reply, rfc3339};
 
 /// The canonical resource for `mount` and the path segments after the
@@ -157,7 +159,60 @@ fn merge_patch(
     }
 }
 
+/// What every KV route establishes before anything else: the canonical
+/// resource (what is matched and logged), the caller's live session, and
+/// the mount's backend. Only then may a route ask for a [`Grant`].
+struct Target<'r> {
+    mount: &'r str,
+    rest: &'r [String],
+    res: CanonicalPath,
+    session: Session,
+    backend: Arc<dyn SecretBackend>,
+}
+
+impl Target<'_> {
+    /// The policy decision for `cap` on this resource, now.
+    fn decide(&self, cap: Capability, req: &Req<'_>) -> Result<Grant, Refused> {
+        self.session
+            .workload()?
+            .decide(cap, &self.res, req.inc.peer, req.now)
+            .map_err(|d| Refused::denied(d.to_string()))
+    }
+}
+
 impl Broker {
+    /// Resolves a KV request's target. `folder` for lists; other routes
+    /// need a secret path (no trailing `/`).
+    async fn kv_target<'r>(
+        &self,
+        req: &'r Req<'_>,
+        ctx: &mut AuditCtx,
+        shape: Shape,
+        folder: bool,
+    ) -> Result<Target<'r>, Refused> {
+        let (mount, rest) = shape.split(req);
+        let res = resource(mount, rest, folder)?;
+        ctx.path(res.as_str());
+        if !folder && (rest.is_empty() || req.trailing_slash) {
+            return Err(Refused::bad_request(
+                "invalid path: a secret path cannot end in `/`",
+            ));
+        }
+        let session = self.authenticate(req, ctx).await?;
+        let backend = self
+            .backends
+            .get(mount)
+            .cloned()
+            .ok_or_else(|| Refused::not_found("no such mount"))?;
+        Ok(Target {
+            mount,
+            rest,
+            res,
+            session,
+            backend,
+        })
+    }
+
     /// `<mount>/data/<path>` (v2) or `<mount>/<path>` (v1), by method.
     pub(crate) async fn kv_data(
         &self,
@@ -190,14 +245,7 @@ impl Broker {
         patch: bool,
     ) -> Result<Pending, Refused> {
         ctx.op(if patch { "kv.patch" } else { "kv.write" });
-        let (mount, rest) = shape.split(req);
-        let res = resource(mount, rest, false)?;
-        ctx.path(res.as_str());
-        if rest.is_empty() || req.trailing_slash {
-            return Err(Refused::bad_request(
-                "invalid path: a secret path cannot end in `/`",
-            ));
-        }
+        let t = self.kv_target(req, ctx, shape, false).await?;
         let (data, cas) = match shape {
             Shape::V2 => req.json::<WriteBody>()?.parts()?,
             // KV v1: the body is the secret itself.
@@ -206,16 +254,10 @@ impl Broker {
                 None,
             ),
         };
-        let session = self.authenticate(req, ctx).await?;
-        let workload = session.workload()?;
-        let decide = |cap| workload.decide(cap, &res, req.inc.peer, req.now);
-        let backend = self
-            .backends
-            .get(mount)
-            .ok_or_else(|| Refused::not_found("no such mount"))?;
         let (grant, rule, cas, value) = if patch {
-            let grant = decide(Capability::Patch).map_err(|d| Refused::denied(d.to_string()))?;
-            let current = backend
+            let grant = t.decide(Capability::Patch, req)?;
+            let current = t
+                .backend
                 .read(&grant, None)
                 .await
                 .map_err(|e| backend_refusal(&e))?
@@ -239,15 +281,19 @@ impl Broker {
         } else {
             // `create` and `update` are separate capabilities; the store
             // enforces which applies in the statement that writes.
-            match (decide(Capability::Create), decide(Capability::Update)) {
+            match (
+                t.decide(Capability::Create, req),
+                t.decide(Capability::Update, req),
+            ) {
                 (Ok(g), Ok(_)) => (g, WriteRule::Any, cas, data),
                 (Ok(g), Err(_)) => (g, WriteRule::CreateOnly, cas, data),
                 (Err(_), Ok(g)) => (g, WriteRule::UpdateOnly, cas, data),
-                (Err(d), Err(_)) => return Err(Refused::denied(d.to_string())),
+                (Err(d), Err(_)) => return Err(d),
             }
         };
         let value = SecretData::from_map(&value).map_err(|e| backend_refusal(&e))?;
-        let mutation = backend
+        let mutation = t
+            .backend
             .prepare_write(&grant, &value, rule, cas, req.now)
             .await
             .map_err(|e| backend_refusal(&e))?;
@@ -272,24 +318,10 @@ impl Broker {
         shape: Shape,
     ) -> Result<Pending, Refused> {
         ctx.op("kv.delete");
-        let (mount, rest) = shape.split(req);
-        let res = resource(mount, rest, false)?;
-        ctx.path(res.as_str());
-        if rest.is_empty() || req.trailing_slash {
-            return Err(Refused::bad_request(
-                "invalid path: a secret path cannot end in `/`",
-            ));
-        }
-        let session = self.authenticate(req, ctx).await?;
-        let grant = session
-            .workload()?
-            .decide(Capability::Delete, &res, req.inc.peer, req.now)
-            .map_err(|d| Refused::denied(d.to_string()))?;
-        let backend = self
-            .backends
-            .get(mount)
-            .ok_or_else(|| Refused::not_found("no such mount"))?;
-        let mutation = backend
+        let t = self.kv_target(req, ctx, shape, false).await?;
+        let grant = t.decide(Capability::Delete, req)?;
+        let mutation = t
+            .backend
             .prepare_delete(&grant, req.now)
             .map_err(|e| backend_refusal(&e))?;
         Ok(Pending::mutate(
@@ -309,14 +341,7 @@ impl Broker {
         shape: Shape,
     ) -> Result<Pending, Refused> {
         ctx.op("kv.read");
-        let (mount, rest) = shape.split(req);
-        let res = resource(mount, rest, false)?;
-        ctx.path(res.as_str());
-        if rest.is_empty() || req.trailing_slash {
-            return Err(Refused::bad_request(
-                "invalid path: a secret path cannot end in `/`",
-            ));
-        }
+        let t = self.kv_target(req, ctx, shape, false).await?;
         let version = match req.query("version").filter(|_| shape == Shape::V2) {
             None => None,
             Some(v) if v.is_empty() || v == "0" => None,
@@ -324,16 +349,10 @@ impl Broker {
                 Refused::bad_request("invalid version: expected a positive integer")
             })?),
         };
-        let session = self.authenticate(req, ctx).await?;
-        let workload = session.workload()?;
-        let grant = workload
-            .decide(Capability::Read, &res, req.inc.peer, req.now)
-            .map_err(|d| Refused::denied(d.to_string()))?;
-        let backend = self
-            .backends
-            .get(mount)
-            .ok_or_else(|| Refused::not_found("no such mount"))?;
-        let secret = backend
+        let grant = t.decide(Capability::Read, req)?;
+        let workload = t.session.workload()?;
+        let secret = t
+            .backend
             .read(&grant, version)
             .await
             .map_err(|e| backend_refusal(&e))?
@@ -354,12 +373,12 @@ impl Broker {
             return Ok(Pending::reply(Reply::json(404, &env)));
         };
 
-        let lease_path = shape.lease_path(mount, rest);
+        let lease_path = shape.lease_path(t.mount, t.rest);
         let suffix = new_lease_suffix().map_err(|e| Refused::unavailable("random source", &e))?;
         let lease_id = format!("{lease_path}/{suffix}");
         let hash = self.hasher.lease(&lease_id);
         let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))
-            .min(session.token.max_expires_at);
+            .min(t.session.token.max_expires_at);
         let ttl = secs(workload.lease.ttl);
         let (expires_at, granted) = expiry(req.now, ttl, max);
         if granted <= 0 {
@@ -389,9 +408,9 @@ impl Broker {
         };
         let lease = LeaseRecord {
             hash,
-            token_hash: session.token.hash,
+            token_hash: t.session.token.hash,
             workload: workload.name.clone(),
-            path: res.as_str().to_owned(),
+            path: t.res.as_str().to_owned(),
             lease_path,
             issued_at: req.now,
             expires_at,
@@ -421,8 +440,7 @@ impl Broker {
         if list {
             return self.kv_list(req, ctx, Shape::V2).await;
         }
-        let (mount, rest) = Shape::V2.split(req);
-        self.kv_metadata_read(req, ctx, mount, rest).await
+        self.kv_metadata_read(req, ctx).await
     }
 
     /// The keys under a folder.
@@ -432,20 +450,11 @@ impl Broker {
         ctx: &mut AuditCtx,
         shape: Shape,
     ) -> Result<Pending, Refused> {
-        let (mount, rest) = shape.split(req);
         ctx.op("kv.list");
-        let res = resource(mount, rest, true)?;
-        ctx.path(res.as_str());
-        let session = self.authenticate(req, ctx).await?;
-        let grant = session
-            .workload()?
-            .decide(Capability::List, &res, req.inc.peer, req.now)
-            .map_err(|d| Refused::denied(d.to_string()))?;
-        let backend = self
-            .backends
-            .get(mount)
-            .ok_or_else(|| Refused::not_found("no such mount"))?;
-        let keys = backend
+        let t = self.kv_target(req, ctx, shape, true).await?;
+        let grant = t.decide(Capability::List, req)?;
+        let keys = t
+            .backend
             .list(&grant)
             .await
             .map_err(|e| backend_refusal(&e))?;
@@ -465,30 +474,15 @@ impl Broker {
         &self,
         req: &Req<'_>,
         ctx: &mut AuditCtx,
-        mount: &str,
-        rest: &[String],
     ) -> Result<Pending, Refused> {
         ctx.op("kv.metadata");
-        let res = resource(mount, rest, false)?;
-        ctx.path(res.as_str());
         if req.method() != "GET" {
             return Err(Refused::status(405, "unsupported operation"));
         }
-        if rest.is_empty() || req.trailing_slash {
-            return Err(Refused::bad_request(
-                "invalid path: a secret path cannot end in `/`",
-            ));
-        }
-        let session = self.authenticate(req, ctx).await?;
-        let grant = session
-            .workload()?
-            .decide(Capability::Read, &res, req.inc.peer, req.now)
-            .map_err(|d| Refused::denied(d.to_string()))?;
-        let backend = self
-            .backends
-            .get(mount)
-            .ok_or_else(|| Refused::not_found("no such mount"))?;
-        let versions = backend
+        let t = self.kv_target(req, ctx, Shape::V2, false).await?;
+        let grant = t.decide(Capability::Read, req)?;
+        let versions = t
+            .backend
             .metadata(&grant)
             .await
             .map_err(|e| backend_refusal(&e))?
