@@ -81,6 +81,8 @@ fn backend_refusal(e: &BackendError) -> Refused {
     match e {
         BackendError::Unavailable(_) => Refused::unavailable("secret store", e),
         BackendError::BadRequest(m) => Refused::bad_request(m.clone()),
+        BackendError::ReadOnly => Refused::status(405, "this mount is read-only through Leash"),
+        BackendError::Upstream(_) => Refused::bad_gateway(e),
         BackendError::GrantMismatch | BackendError::Corrupt(_) => Refused::bad_gateway(e),
     }
 }

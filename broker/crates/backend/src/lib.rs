@@ -36,6 +36,13 @@ pub enum BackendError {
     /// The request was malformed for this backend.
     #[error("{0}")]
     BadRequest(String),
+    /// The mount does not accept writes through Leash.
+    #[error("this mount is read-only through Leash")]
+    ReadOnly,
+    /// The upstream store refused Leash's own credentials, or answered
+    /// something Leash cannot use. Never shown to a caller in detail.
+    #[error("the secret store rejected the request")]
+    Upstream(String),
 }
 
 /// A secret's key/value map as JSON text, zeroised on drop, never printed.
