@@ -9,6 +9,7 @@
 //! buffer is zeroised on drop. Errors never carry a value.
 
 pub mod builtin;
+pub mod guard;
 
 use std::fmt;
 
@@ -20,6 +21,7 @@ use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 pub use builtin::BuiltinBackend;
+pub use guard::{GuardSettings, GuardStats, Guarded};
 
 /// Why a backend call failed. Display texts are safe to show to a caller.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +47,9 @@ pub enum BackendError {
     Upstream(String),
 }
 
-/// A secret's key/value map as JSON text, zeroised on drop, never printed.
+/// A secret's key/value map as JSON text, zeroised on drop (every clone
+/// too), never printed.
+#[derive(Clone)]
 pub struct SecretData(Zeroizing<String>);
 
 impl SecretData {
@@ -91,7 +95,7 @@ impl fmt::Debug for SecretData {
 }
 
 /// One version of a secret.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SecretVersion {
     /// The value; `None` when the version was deleted or destroyed.
     pub data: Option<SecretData>,
