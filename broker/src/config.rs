@@ -205,6 +205,66 @@ pub struct MountSettings {
     /// The KV API version Vault clients see: 2 (default) or 1.
     #[serde(default = "default_kv_version")]
     pub version: u8,
+    /// `[mounts.vault]`: the upstream OpenBao/Vault KV mount, for `kind = "vault"`.
+    #[serde(default)]
+    pub vault: Option<leash_backend::VaultSettings>,
+    /// `[mounts.aws]`: the AWS Secrets Manager account, for `kind = "aws"`.
+    #[serde(default)]
+    pub aws: Option<leash_backend::AwsSettings>,
+    /// `[mounts.cache]`: the guard in front of an external store.
+    #[serde(default)]
+    pub cache: CacheSettings,
+}
+
+/// `[mounts.cache]`: caching, retries and the circuit breaker of an
+/// external store (`vault`, `aws`). The built-in store is Leash's own
+/// database and is not cached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// How long a value is cached; `0` disables the cache.
+    #[serde(with = "duration_str")]
+    pub ttl: Duration,
+    /// Most cached secrets.
+    pub max_entries: usize,
+    /// Most cached bytes of secret data.
+    pub max_bytes: usize,
+    /// Extra attempts for a read that failed because the store was unavailable.
+    pub retries: u32,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long the open breaker refuses before one probe.
+    #[serde(with = "duration_str")]
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        let g = leash_backend::GuardSettings::default();
+        Self {
+            ttl: g.cache_ttl,
+            max_entries: g.max_entries,
+            max_bytes: g.max_bytes,
+            retries: g.retries,
+            breaker_threshold: g.breaker_threshold,
+            breaker_cooldown: g.breaker_cooldown,
+        }
+    }
+}
+
+impl CacheSettings {
+    /// The guard settings these describe.
+    pub fn guard(&self) -> leash_backend::GuardSettings {
+        leash_backend::GuardSettings {
+            cache_ttl: self.ttl,
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            retries: self.retries,
+            breaker_threshold: self.breaker_threshold.max(1),
+            breaker_cooldown: self.breaker_cooldown,
+            ..leash_backend::GuardSettings::default()
+        }
+    }
 }
 
 fn default_kv_version() -> u8 {
@@ -215,8 +275,12 @@ fn default_kv_version() -> u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
-    /// The built-in encrypted store in Leash's database (KV v2 shape).
+    /// The built-in encrypted store in Leash's database.
     Builtin,
+    /// An OpenBao/Vault KV engine (`[mounts.vault]`).
+    Vault,
+    /// AWS Secrets Manager (`[mounts.aws]`).
+    Aws,
 }
 
 impl Settings {
@@ -273,6 +337,22 @@ impl Settings {
         }
         fix(&mut self.operator.token_file);
         fix(&mut self.policies.dir);
+        for m in &mut self.mounts {
+            if let Some(v) = m.vault.as_mut() {
+                for p in [v.token_file.as_mut(), v.ca_cert_file.as_mut()]
+                    .into_iter()
+                    .flatten()
+                {
+                    fix(p);
+                }
+                if let Some(a) = v.approle.as_mut() {
+                    fix(&mut a.secret_id_file);
+                }
+            }
+            if let Some(p) = m.aws.as_mut().and_then(|a| a.credentials_file.as_mut()) {
+                fix(p);
+            }
+        }
         for i in &mut self.issuers {
             if let Some(p) = i.jwks_file.as_mut() {
                 fix(p);
@@ -313,6 +393,18 @@ impl Settings {
                 return Err(format!(
                     "mounts: {:?} has version {}; KV versions are 1 and 2",
                     m.path, m.version
+                ));
+            }
+            let sections = (m.vault.is_some(), m.aws.is_some());
+            let fits = match m.kind {
+                MountKind::Builtin => sections == (false, false),
+                MountKind::Vault => sections == (true, false),
+                MountKind::Aws => sections == (false, true) && m.version == 2,
+            };
+            if !fits {
+                return Err(format!(
+                    "mounts: {:?} of kind {:?} needs exactly its own section ([mounts.vault] for vault, [mounts.aws] for aws, none for builtin); aws mounts are KV version 2",
+                    m.path, m.kind
                 ));
             }
             if m.kind == MountKind::Builtin && self.keys.builtin_key_file.is_none() {
@@ -523,6 +615,47 @@ kind = "builtin"
         let (_d, p) = write(&MINIMAL.replace("path = \"secret\"", "path = \"sys\""));
         assert!(Settings::load(&p, Vec::new()).is_err());
         let (_d, p) = write(&MINIMAL.replace("path = \"secret\"", "path = \"a/b\""));
+        assert!(Settings::load(&p, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn shipped_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for f in [
+            "broker/examples/leash.postgres.toml",
+            "broker/examples/leash.sqlite.toml",
+            "compose/leash.toml",
+        ] {
+            let s =
+                Settings::load(&root.join(f), Vec::new()).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(!s.mounts.is_empty(), "{f}");
+        }
+        let compose = Settings::load(&root.join("compose/leash.toml"), Vec::new()).unwrap();
+        let kinds: Vec<_> = compose.mounts.iter().map(|m| m.kind).collect();
+        assert_eq!(
+            kinds,
+            [MountKind::Vault, MountKind::Aws, MountKind::Builtin]
+        );
+        assert!(
+            compose.mounts[0]
+                .vault
+                .as_ref()
+                .is_some_and(|v| v.insecure_allow_plaintext)
+        );
+    }
+
+    #[test]
+    fn mount_sections_must_fit_their_kind() {
+        let (_d, p) = write(&MINIMAL.replace("kind = \"builtin\"", "kind = \"vault\""));
+        assert!(
+            Settings::load(&p, Vec::new())
+                .unwrap_err()
+                .to_string()
+                .contains("needs exactly its own section")
+        );
+        let (_d, p) = write(&format!(
+            "{MINIMAL}\n[mounts.aws]\nregion = \"eu-central-1\"\n"
+        ));
         assert!(Settings::load(&p, Vec::new()).is_err());
     }
 

@@ -118,6 +118,9 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
             path: DEV_MOUNT.into(),
             kind: MountKind::Builtin,
             version: 2,
+            vault: None,
+            aws: None,
+            cache: Default::default(),
         }],
     })
 }

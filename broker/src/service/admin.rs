@@ -75,6 +75,28 @@ pub async fn verify_audit_chain(
 }
 
 impl Broker {
+    /// Each mount's kind and, for external stores, the guard's health,
+    /// cache and latency counters.
+    fn mount_status(&self) -> Vec<serde_json::Value> {
+        let mut mounts: Vec<_> = self
+            .backends
+            .iter()
+            .map(|(m, b)| {
+                let mut v =
+                    serde_json::json!({"path": m, "kind": b.kind(), "kv_version": b.kv_version()});
+                if let (Some(g), Some(o)) = (self.guards.get(m), v.as_object_mut()) {
+                    o.insert(
+                        "health".into(),
+                        serde_json::to_value(g.stats()).unwrap_or_default(),
+                    );
+                }
+                v
+            })
+            .collect();
+        mounts.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+        mounts
+    }
+
     pub(crate) async fn admin(
         &self,
         req: &Req<'_>,
@@ -107,7 +129,7 @@ impl Broker {
                     "live_leases": stats.live_leases,
                     "audit_events": stats.audit_events,
                     "audit_head_seq": head.map_or(0, |h| h.0),
-                    "mounts": self.backends.iter().map(|(m, b)| serde_json::json!({"path": m, "kind": b.kind()})).collect::<Vec<_>>(),
+                    "mounts": self.mount_status(),
                 });
                 Ok(Pending::reply(Self::envelope(req, data)))
             }

@@ -348,6 +348,8 @@ pub struct Broker {
     pub(crate) backends: HashMap<String, Arc<dyn SecretBackend>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) operator: Digest,
+    /// The guards of external stores, for health and metrics.
+    pub(crate) guards: HashMap<String, Arc<leash_backend::Guarded>>,
 }
 
 impl std::fmt::Debug for Broker {

@@ -8,8 +8,10 @@
 //! Secret values live in [`SecretData`], whose `Debug` is redacted and whose
 //! buffer is zeroised on drop. Errors never carry a value.
 
+pub mod aws;
 pub mod builtin;
 pub mod guard;
+pub mod vault;
 
 use std::fmt;
 
@@ -20,8 +22,10 @@ use leash_policy::{Capability, Grant};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
+pub use aws::{AwsBackend, AwsSettings};
 pub use builtin::BuiltinBackend;
 pub use guard::{GuardSettings, GuardStats, Guarded};
+pub use vault::{VaultBackend, VaultSettings};
 
 /// Why a backend call failed. Display texts are safe to show to a caller.
 #[derive(Debug, thiserror::Error)]
