@@ -495,3 +495,109 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real peer process (OpenBao, moto) on a free loopback port, killed on
+/// drop.
+pub struct Peer {
+    child: Option<std::process::Child>,
+    /// Its port.
+    pub port: u16,
+    program: PathBuf,
+    args: Vec<String>,
+    health: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Peer {
+    /// Starts `program` with `args` (`{port}` replaced) and waits until
+    /// `health` (`{port}` replaced) answers below 500, retrying on a port
+    /// collision.
+    pub async fn start(program: PathBuf, args: &[&str], health: &str) -> Peer {
+        assert!(
+            program.is_file(),
+            "{} is missing: run scripts/install-test-tools and scripts/install-moto",
+            program.display()
+        );
+        let mut peer = Peer {
+            child: None,
+            port: 0,
+            program,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            health: health.to_owned(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..5 {
+            peer.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if peer.spawn().await {
+                return peer;
+            }
+        }
+        panic!("{} did not start", peer.program.display());
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn().await,
+            "{} did not restart",
+            self.program.display()
+        );
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    async fn spawn(&mut self) -> bool {
+        let port = self.port.to_string();
+        let log = std::fs::File::create(self.dir.path().join("peer.log")).unwrap();
+        let child = std::process::Command::new(&self.program)
+            .args(self.args.iter().map(|a| a.replace("{port}", &port)))
+            .env("HOME", self.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.health.replace("{port}", &port);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let up = eventually(Duration::from_secs(20), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() < 500)
+            }
+        })
+        .await;
+        if !up {
+            self.stop();
+        }
+        up
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
