@@ -128,6 +128,24 @@ impl Default for Options {
     }
 }
 
+/// The `LEASH_*` overrides an operator would set to run a shipped
+/// configuration here: this database, these key files and policies, any
+/// free port.
+pub fn config_env(store_url: &str, keys: &Path, policy_dir: &Path) -> Vec<(String, String)> {
+    let file = |name: &str| keys.join(name).display().to_string();
+    vec![
+        ("LEASH_STORE__URL".into(), store_url.to_owned()),
+        ("LEASH_SERVER__LISTEN".into(), "127.0.0.1:0".into()),
+        ("LEASH_KEYS__HASH_KEY_FILE".into(), file("hash.key")),
+        ("LEASH_KEYS__BUILTIN_KEY_FILE".into(), file("builtin.key")),
+        ("LEASH_OPERATOR__TOKEN_FILE".into(), file("operator.token")),
+        (
+            "LEASH_POLICIES__DIR".into(),
+            policy_dir.display().to_string(),
+        ),
+    ]
+}
+
 /// The sample secrets every test broker is seeded with (path, key, value).
 pub const SEEDED: &[(&str, &str, &str)] = &[
     ("payments/db", "password", "pw-payments-db-7Qx2"),
@@ -230,33 +248,11 @@ impl TestBroker {
         };
         // The shipped example configuration, with the environment overrides
         // an operator would use.
-        let env = vec![
-            ("LEASH_STORE__URL".to_string(), url.clone()),
-            (
-                "LEASH_SERVER__LISTEN".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "LEASH_KEYS__HASH_KEY_FILE".to_string(),
-                keys.join("hash.key").display().to_string(),
-            ),
-            (
-                "LEASH_KEYS__BUILTIN_KEY_FILE".to_string(),
-                keys.join("builtin.key").display().to_string(),
-            ),
-            (
-                "LEASH_OPERATOR__TOKEN_FILE".to_string(),
-                keys.join("operator.token").display().to_string(),
-            ),
-            (
-                "LEASH_POLICIES__DIR".to_string(),
-                policy_dir.display().to_string(),
-            ),
-            (
-                "LEASH_AUDIT__COMMIT_TIMEOUT".to_string(),
-                format!("\"{}ms\"", opts.commit_timeout.as_millis()),
-            ),
-        ];
+        let mut env = config_env(&url, &keys, &policy_dir);
+        env.extend([(
+            "LEASH_AUDIT__COMMIT_TIMEOUT".to_string(),
+            format!("\"{}ms\"", opts.commit_timeout.as_millis()),
+        )]);
         let mut settings =
             Settings::load(&repo_root().join("broker/examples").join(example), env).unwrap();
         settings.issuers = vec![issuer.issuer_config()];

@@ -93,29 +93,7 @@ async fn one_front_door_over_openbao_and_aws() {
     )
     .unwrap();
     let issuer = DevIssuer::load_or_create(keys).unwrap();
-    let env = vec![
-        ("LEASH_STORE__URL".to_string(), pg.url.clone()),
-        (
-            "LEASH_SERVER__LISTEN".to_string(),
-            "127.0.0.1:0".to_string(),
-        ),
-        (
-            "LEASH_KEYS__HASH_KEY_FILE".to_string(),
-            keys.join("hash.key").display().to_string(),
-        ),
-        (
-            "LEASH_KEYS__BUILTIN_KEY_FILE".to_string(),
-            keys.join("builtin.key").display().to_string(),
-        ),
-        (
-            "LEASH_OPERATOR__TOKEN_FILE".to_string(),
-            keys.join("operator.token").display().to_string(),
-        ),
-        (
-            "LEASH_POLICIES__DIR".to_string(),
-            repo_root().join("compose/policies").display().to_string(),
-        ),
-    ];
+    let env = leash_tests::config_env(&pg.url, keys, &repo_root().join("compose/policies"));
     // The compose configuration, with the addresses of this machine's
     // processes in place of the compose service names.
     let mut settings = Settings::load(&repo_root().join("compose/leash.toml"), env).unwrap();
