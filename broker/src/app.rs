@@ -35,6 +35,7 @@ pub struct App {
     policy_dir: std::path::PathBuf,
     issuer_names: Vec<String>,
     max_body: usize,
+    header_read_timeout: std::time::Duration,
     builtins: HashMap<String, Arc<BuiltinBackend>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -235,6 +236,7 @@ impl App {
             policy_dir: settings.policies.dir.clone(),
             issuer_names,
             max_body: settings.server.max_body_bytes,
+            header_read_timeout: settings.server.header_read_timeout,
             builtins,
             tasks: vec![reaper],
         })
@@ -269,12 +271,13 @@ impl App {
             self.policy_dir.clone(),
             self.issuer_names.clone(),
         );
-        let router = crate::http::router(self.broker.clone(), self.max_body);
-        let served = axum::serve(
+        crate::http::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.broker.clone(),
+            self.max_body,
+            self.header_read_timeout,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await;
         for t in self.tasks {
             t.abort();
@@ -282,7 +285,7 @@ impl App {
         if let Some(h) = hup {
             h.abort();
         }
-        served.context("server failed")
+        Ok(())
     }
 }
 

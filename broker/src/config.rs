@@ -77,6 +77,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a client may take to send its request headers (slowloris).
+    #[serde(with = "duration_str")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -84,6 +87,7 @@ impl Default for ServerSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
             max_body_bytes: 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

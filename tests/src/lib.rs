@@ -108,6 +108,8 @@ pub struct Options {
     pub reap: Option<(Duration, Duration)>,
     /// Largest body.
     pub max_body: Option<usize>,
+    /// Header-read timeout.
+    pub header_read_timeout: Option<Duration>,
     /// Reuse this PostgreSQL database (another replica); default: a new one.
     pub shared_pg: Option<String>,
     /// Reuse these keys (another replica).
@@ -122,6 +124,7 @@ impl Default for Options {
             commit_timeout: Duration::from_secs(5),
             reap: None,
             max_body: None,
+            header_read_timeout: None,
             shared_pg: None,
             shared_keys: None,
         }
@@ -262,6 +265,9 @@ impl TestBroker {
         }
         if let Some(m) = opts.max_body {
             settings.server.max_body_bytes = m;
+        }
+        if let Some(t) = opts.header_read_timeout {
+            settings.server.header_read_timeout = t;
         }
 
         let clock = opts.clock.clone();

@@ -750,3 +750,53 @@ async fn approle_login_is_cidr_bound_and_says_nothing_about_why_it_failed() {
     assert_eq!(r.status, 400);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = TestBroker::start_with(
+        Db::Sqlite,
+        leash_tests::Options {
+            header_read_timeout: Some(std::time::Duration::from_millis(800)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let host = b.addr.trim_start_matches("http://").to_owned();
+    // Slowloris: half a request, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(&host).await.unwrap();
+    slow.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server held a slow-header connection open"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(500)
+            && waited < std::time::Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // Well-behaved keep-alive clients are unaffected.
+    for _ in 0..3 {
+        assert_eq!(
+            b.client
+                .raw("GET", "/v1/sys/health", None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let w = b.login("payments-api").await;
+    w.kv_read("secret", "payments/db", None).await.unwrap();
+    b.stop().await;
+}
