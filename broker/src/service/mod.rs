@@ -667,14 +667,10 @@ impl Broker {
             token: record,
             policies,
         };
-        let workload = session.workload()?;
-        // An AppRole token is usable only from the role's bound CIDRs.
-        if let Some(app) = &workload.login.approle
-            && !app.allows_source(req.inc.peer)
-        {
-            return Err(Refused::denied("token used outside the role's bound_cidrs"));
-        }
-        workload
+        // Conditions include an AppRole's bound CIDRs: its token is usable
+        // only from there.
+        session
+            .workload()?
             .check_conditions(req.inc.peer, req.now)
             .map_err(|d| Refused::denied(d.to_string()))?;
         Ok(session)
