@@ -51,6 +51,140 @@ pub(crate) fn attestation_json(v: &serde_json::Value) -> Result<String, StoreErr
     serde_json::to_string(v).map_err(|e| StoreError::Other(Box::new(e)))
 }
 
+/// An audit event at its place in the chain, ready to insert.
+pub(crate) struct ChainedEvent {
+    /// Its seq.
+    pub seq: i64,
+    /// The event as recorded.
+    pub event: AuditEvent,
+    /// Its chain MAC.
+    pub mac: Digest,
+}
+
+/// Token rows as columns, for one multi-row insert.
+#[derive(Default)]
+pub(crate) struct TokenColumns {
+    pub hash: Vec<Vec<u8>>,
+    pub accessor: Vec<String>,
+    pub workload: Vec<String>,
+    pub auth_path: Vec<String>,
+    pub issuer: Vec<String>,
+    pub subject: Vec<String>,
+    pub source: Vec<String>,
+    pub meta: Vec<String>,
+    pub created_at: Vec<i64>,
+    pub expires_at: Vec<i64>,
+    pub max_expires_at: Vec<i64>,
+    pub ttl_secs: Vec<i64>,
+    pub renewable: Vec<bool>,
+    pub revoked_at: Vec<Option<i64>>,
+}
+
+impl TokenColumns {
+    pub(crate) fn of(tokens: &[&TokenRecord]) -> Result<Self, StoreError> {
+        let mut c = Self::default();
+        for t in tokens {
+            c.hash.push(t.hash.0.to_vec());
+            c.accessor.push(t.accessor.clone());
+            c.workload.push(t.workload.clone());
+            c.auth_path.push(t.auth_path.clone());
+            c.issuer.push(t.issuer.clone());
+            c.subject.push(t.subject.clone());
+            c.source.push(t.source.clone());
+            c.meta.push(meta_json(&t.meta)?);
+            c.created_at.push(micros(t.created_at));
+            c.expires_at.push(micros(t.expires_at));
+            c.max_expires_at.push(micros(t.max_expires_at));
+            c.ttl_secs.push(t.ttl_secs);
+            c.renewable.push(t.renewable);
+            c.revoked_at.push(t.revoked_at.map(micros));
+        }
+        Ok(c)
+    }
+}
+
+/// Lease rows as columns, for one multi-row insert.
+#[derive(Default)]
+pub(crate) struct LeaseColumns {
+    pub hash: Vec<Vec<u8>>,
+    pub token_hash: Vec<Vec<u8>>,
+    pub workload: Vec<String>,
+    pub path: Vec<String>,
+    pub lease_path: Vec<String>,
+    pub issued_at: Vec<i64>,
+    pub expires_at: Vec<i64>,
+    pub max_expires_at: Vec<i64>,
+    pub ttl_secs: Vec<i64>,
+    pub renewable: Vec<bool>,
+    pub last_renewal: Vec<Option<i64>>,
+    pub revoked_at: Vec<Option<i64>>,
+}
+
+impl LeaseColumns {
+    pub(crate) fn of(leases: &[&LeaseRecord]) -> Self {
+        let mut c = Self::default();
+        for l in leases {
+            c.hash.push(l.hash.0.to_vec());
+            c.token_hash.push(l.token_hash.0.to_vec());
+            c.workload.push(l.workload.clone());
+            c.path.push(l.path.clone());
+            c.lease_path.push(l.lease_path.clone());
+            c.issued_at.push(micros(l.issued_at));
+            c.expires_at.push(micros(l.expires_at));
+            c.max_expires_at.push(micros(l.max_expires_at));
+            c.ttl_secs.push(l.ttl_secs);
+            c.renewable.push(l.renewable);
+            c.last_renewal.push(l.last_renewal.map(micros));
+            c.revoked_at.push(l.revoked_at.map(micros));
+        }
+        c
+    }
+}
+
+/// Audit rows as columns, for one multi-row insert.
+#[derive(Default)]
+pub(crate) struct EventColumns {
+    pub seq: Vec<i64>,
+    pub request_id: Vec<String>,
+    pub time: Vec<i64>,
+    pub identity: Vec<Option<String>>,
+    pub workload: Vec<Option<String>>,
+    pub peer: Vec<String>,
+    pub operation: Vec<String>,
+    pub method: Vec<String>,
+    pub path: Vec<String>,
+    pub decision: Vec<&'static str>,
+    pub status: Vec<i32>,
+    pub reason: Vec<String>,
+    pub lease_ref: Vec<Option<String>>,
+    pub attestation: Vec<String>,
+    pub mac: Vec<Vec<u8>>,
+}
+
+impl EventColumns {
+    pub(crate) fn of(events: &[ChainedEvent]) -> Result<Self, StoreError> {
+        let mut c = Self::default();
+        for ChainedEvent { seq, event: e, mac } in events {
+            c.seq.push(*seq);
+            c.request_id.push(e.request_id.clone());
+            c.time.push(micros(e.time));
+            c.identity.push(e.identity.clone());
+            c.workload.push(e.workload.clone());
+            c.peer.push(e.peer.clone());
+            c.operation.push(e.operation.clone());
+            c.method.push(e.method.clone());
+            c.path.push(e.path.clone());
+            c.decision.push(e.decision.as_str());
+            c.status.push(i32::from(e.status));
+            c.reason.push(e.reason.clone());
+            c.lease_ref.push(e.lease_ref.clone());
+            c.attestation.push(attestation_json(&e.attestation)?);
+            c.mac.push(mac.0.to_vec());
+        }
+        Ok(c)
+    }
+}
+
 /// A token row.
 #[derive(sqlx::FromRow)]
 pub(crate) struct TokenRow {

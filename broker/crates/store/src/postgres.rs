@@ -16,10 +16,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::collections::HashSet;
+
 use leash_domain::crypto::KeyedHasher;
+use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
+use crate::codec::{ChainedEvent, EventColumns, LeaseColumns, TokenColumns};
 use crate::{PoolOptions, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
@@ -27,15 +31,34 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 /// Locks the chain head for the rest of the transaction.
 const LOCK_HEAD: &str = "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE";
 
-/// Inserts a lease only if its token is live at `issued_at` (`$6`). The
-/// token row is share-locked, so a concurrent revocation of the token either
-/// commits first (and this inserts nothing) or waits for this transaction
-/// (and then revokes the new lease too).
-const INSERT_LEASE: &str = "INSERT INTO leases (hash, token_hash, workload, path, lease_path, \
+/// Tokens, many at once: one array per column.
+const INSERT_TOKENS: &str = "INSERT INTO tokens (hash, accessor, workload, auth_path, issuer, \
+     subject, source, meta, created_at, expires_at, max_expires_at, ttl_secs, renewable, \
+     revoked_at) SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], \
+     $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
+     $12::int8[], $13::bool[], $14::int8[])";
+
+/// Leases, many at once, each inserted only if its token is live at its
+/// `issued_at`. The token row is share-locked, so a concurrent revocation of
+/// the token either commits first (and the lease is not inserted) or waits
+/// for this transaction (and then revokes the new lease too). Returns the
+/// hashes of the leases inserted.
+const INSERT_LEASES: &str = "INSERT INTO leases (hash, token_hash, workload, path, lease_path, \
      issued_at, expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
-     WHERE EXISTS (SELECT 1 FROM tokens WHERE hash = $2 AND revoked_at IS NULL \
-     AND expires_at > $6 FOR SHARE)";
+     SELECT u.* FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::text[], $5::text[], \
+     $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::bool[], $11::int8[], $12::int8[]) \
+     AS u(hash, token_hash, workload, path, lease_path, issued_at, expires_at, max_expires_at, \
+     ttl_secs, renewable, last_renewal, revoked_at) \
+     WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
+     AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE) \
+     RETURNING hash";
+
+/// Audit rows, many at once.
+const INSERT_EVENTS: &str = "INSERT INTO audit_events (seq, request_id, time, identity, \
+     workload, peer, operation, method, path, decision, status, reason, lease_ref, attestation, \
+     mac) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[], \
+     $13::text[], $14::text[], $15::bytea[])";
 
 /// `$1` lease, `$2` token, `$3` new expiry, `$4` now. The `WHERE` is
 /// re-evaluated on the newest row version after waiting for a row lock, so
@@ -95,6 +118,82 @@ impl PgStore {
     }
 }
 
+async fn insert_tokens(
+    conn: &mut PgConnection,
+    tokens: &[&TokenRecord],
+) -> Result<u64, StoreError> {
+    let c = TokenColumns::of(tokens)?;
+    let n = sqlx::query(INSERT_TOKENS)
+        .bind(c.hash)
+        .bind(c.accessor)
+        .bind(c.workload)
+        .bind(c.auth_path)
+        .bind(c.issuer)
+        .bind(c.subject)
+        .bind(c.source)
+        .bind(c.meta)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(c.max_expires_at)
+        .bind(c.ttl_secs)
+        .bind(c.renewable)
+        .bind(c.revoked_at)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n)
+}
+
+async fn insert_leases(
+    conn: &mut PgConnection,
+    leases: &[&LeaseRecord],
+) -> Result<Vec<bool>, StoreError> {
+    let c = LeaseColumns::of(leases);
+    let inserted: Vec<Vec<u8>> = sqlx::query_scalar(INSERT_LEASES)
+        .bind(c.hash)
+        .bind(c.token_hash)
+        .bind(c.workload)
+        .bind(c.path)
+        .bind(c.lease_path)
+        .bind(c.issued_at)
+        .bind(c.expires_at)
+        .bind(c.max_expires_at)
+        .bind(c.ttl_secs)
+        .bind(c.renewable)
+        .bind(c.last_renewal)
+        .bind(c.revoked_at)
+        .fetch_all(conn)
+        .await?;
+    let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
+    Ok(leases
+        .iter()
+        .map(|l| inserted.contains(&l.hash.0[..]))
+        .collect())
+}
+
+async fn insert_events(conn: &mut PgConnection, events: &[ChainedEvent]) -> Result<(), StoreError> {
+    let c = EventColumns::of(events)?;
+    sqlx::query(INSERT_EVENTS)
+        .bind(c.seq)
+        .bind(c.request_id)
+        .bind(c.time)
+        .bind(c.identity)
+        .bind(c.workload)
+        .bind(c.peer)
+        .bind(c.operation)
+        .bind(c.method)
+        .bind(c.path)
+        .bind(c.decision)
+        .bind(c.status)
+        .bind(c.reason)
+        .bind(c.lease_ref)
+        .bind(c.attestation)
+        .bind(c.mac)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 crate::shared::store_backend! {
     store: PgStore,
     kind: "postgres",
@@ -105,7 +204,9 @@ crate::shared::store_backend! {
     begin: begin(),
     commit_head: LOCK_HEAD,
     reap_lock: LOCK_HEAD,
-    insert_lease: INSERT_LEASE,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
+    insert_tokens: insert_tokens,
+    insert_leases: insert_leases,
+    insert_events: insert_events,
 }

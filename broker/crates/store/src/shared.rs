@@ -36,8 +36,14 @@
 ///   locks) the audit head at the start of a commit.
 /// - `reap_lock`: optional; a statement run at the start of each reaping
 ///   batch.
-/// - `insert_lease`, `renew_lease`, `renew_token`: the conditional
-///   mutations, in the backend's dialect.
+/// - `renew_lease`, `renew_token`: the conditional mutations, in the
+///   backend's dialect.
+/// - `insert_tokens`, `insert_leases`, `insert_events`: functions of the
+///   backend module that write many rows at once (one statement where the
+///   dialect allows it): `insert_tokens(conn, &[&TokenRecord])`,
+///   `insert_leases(conn, &[&LeaseRecord]) -> Vec<bool>` (whether each
+///   lease was inserted: only while its token is live), and
+///   `insert_events(conn, &[ChainedEvent])`.
 macro_rules! store_backend {
     (
         store: $store:ty,
@@ -49,9 +55,11 @@ macro_rules! store_backend {
         begin: $begin:ident($($begin_arg:expr)?),
         commit_head: $commit_head:expr,
         $(reap_lock: $reap_lock:expr,)?
-        insert_lease: $insert_lease:expr,
         renew_lease: $renew_lease:expr,
-        renew_token: $renew_token:expr $(,)?
+        renew_token: $renew_token:expr,
+        insert_tokens: $insert_tokens:path,
+        insert_leases: $insert_leases:path,
+        insert_events: $insert_events:path $(,)?
     ) => {
         // An anonymous const is a block: its imports stay out of the
         // backend module, while the impl in it applies crate-wide, and the
@@ -59,14 +67,14 @@ macro_rules! store_backend {
         const _: () = {
             use async_trait::async_trait;
             use chrono::{DateTime, Utc};
-            use leash_domain::audit::{AuditEvent, StoredEvent};
+            use leash_domain::audit::StoredEvent;
             use leash_domain::crypto::Digest;
             use leash_domain::records::{
                 CommitUnit, Committed, LeaseRecord, Mutation, NotApplied, Outcome, TokenRecord,
                 WriteRule,
             };
 
-            use $crate::codec::{self, micros};
+            use $crate::codec::{self, ChainedEvent, micros};
             use $crate::kv::{KvVersion, KvVersionMeta, children, folder_prefix};
             use $crate::sql;
             use $crate::{Store, StoreError, StoreStats};
@@ -74,48 +82,12 @@ macro_rules! store_backend {
             async fn apply(conn: &mut $conn, m: &Mutation) -> Result<Outcome, StoreError> {
                 let outcome = match m {
                     Mutation::InsertToken(t) => {
-                        let n = sqlx::query(sql::INSERT_TOKEN)
-                            .bind(&t.hash.0[..])
-                            .bind(&t.accessor)
-                            .bind(&t.workload)
-                            .bind(&t.auth_path)
-                            .bind(&t.issuer)
-                            .bind(&t.subject)
-                            .bind(&t.source)
-                            .bind(codec::meta_json(&t.meta)?)
-                            .bind(micros(t.created_at))
-                            .bind(micros(t.expires_at))
-                            .bind(micros(t.max_expires_at))
-                            .bind(t.ttl_secs)
-                            .bind(t.renewable)
-                            .bind(t.revoked_at.map(micros))
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
+                        let n = $insert_tokens(&mut *conn, &[t]).await?;
                         Outcome::Applied { affected: n }
                     }
                     Mutation::InsertLease(l) => {
-                        let n = sqlx::query($insert_lease)
-                            .bind(&l.hash.0[..])
-                            .bind(&l.token_hash.0[..])
-                            .bind(&l.workload)
-                            .bind(&l.path)
-                            .bind(&l.lease_path)
-                            .bind(micros(l.issued_at))
-                            .bind(micros(l.expires_at))
-                            .bind(micros(l.max_expires_at))
-                            .bind(l.ttl_secs)
-                            .bind(l.renewable)
-                            .bind(l.last_renewal.map(micros))
-                            .bind(l.revoked_at.map(micros))
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        if n == 0 {
-                            Outcome::NotApplied(NotApplied::TokenNotLive)
-                        } else {
-                            Outcome::Applied { affected: n }
-                        }
+                        let inserted = $insert_leases(&mut *conn, &[l]).await?;
+                        lease_outcome(inserted.first().copied().unwrap_or(false))
                     }
                     Mutation::RenewLease {
                         lease,
@@ -275,31 +247,66 @@ macro_rules! store_backend {
                 Ok(outcome)
             }
 
-            async fn insert_event(
+            fn lease_outcome(inserted: bool) -> Outcome {
+                if inserted {
+                    Outcome::Applied { affected: 1 }
+                } else {
+                    Outcome::NotApplied(NotApplied::TokenNotLive)
+                }
+            }
+
+            /// Whether a unit belongs to a run written with multi-row
+            /// statements: it records only, or inserts a token or a lease.
+            /// Within such a run no unit can change another's outcome (a
+            /// lease needs a token a client already holds, so never one
+            /// inserted in the same run), so its rows may be written
+            /// together.
+            fn batchable(unit: &CommitUnit) -> bool {
+                matches!(
+                    unit.mutation,
+                    None | Some(Mutation::InsertToken(_)) | Some(Mutation::InsertLease(_))
+                )
+            }
+
+            /// Applies a run of [`batchable`] units: their tokens in one
+            /// statement, then their leases in one; returns their outcomes
+            /// in order.
+            async fn apply_run(
                 conn: &mut $conn,
-                seq: i64,
-                e: &AuditEvent,
-                mac: &Digest,
-            ) -> Result<(), StoreError> {
-                sqlx::query(sql::INSERT_EVENT)
-                    .bind(seq)
-                    .bind(&e.request_id)
-                    .bind(micros(e.time))
-                    .bind(e.identity.as_deref())
-                    .bind(e.workload.as_deref())
-                    .bind(&e.peer)
-                    .bind(&e.operation)
-                    .bind(&e.method)
-                    .bind(&e.path)
-                    .bind(e.decision.as_str())
-                    .bind(i32::from(e.status))
-                    .bind(&e.reason)
-                    .bind(e.lease_ref.as_deref())
-                    .bind(codec::attestation_json(&e.attestation)?)
-                    .bind(&mac.0[..])
-                    .execute(conn)
-                    .await?;
-                Ok(())
+                run: &[CommitUnit],
+            ) -> Result<Vec<Outcome>, StoreError> {
+                let tokens: Vec<&TokenRecord> = run
+                    .iter()
+                    .filter_map(|u| match &u.mutation {
+                        Some(Mutation::InsertToken(t)) => Some(t),
+                        _ => None,
+                    })
+                    .collect();
+                if !tokens.is_empty() {
+                    $insert_tokens(&mut *conn, &tokens).await?;
+                }
+                let leases: Vec<&LeaseRecord> = run
+                    .iter()
+                    .filter_map(|u| match &u.mutation {
+                        Some(Mutation::InsertLease(l)) => Some(l),
+                        _ => None,
+                    })
+                    .collect();
+                let mut inserted = if leases.is_empty() {
+                    Vec::new()
+                } else {
+                    $insert_leases(&mut *conn, &leases).await?
+                }
+                .into_iter();
+                let mut out = Vec::with_capacity(run.len());
+                for unit in run {
+                    out.push(match &unit.mutation {
+                        None => Outcome::Recorded,
+                        Some(Mutation::InsertToken(_)) => Outcome::Applied { affected: 1 },
+                        _ => lease_outcome(inserted.next().unwrap_or(false)),
+                    });
+                }
+                Ok(out)
             }
 
             #[async_trait]
@@ -329,20 +336,35 @@ macro_rules! store_backend {
                         .ok_or_else(|| StoreError::corrupt("audit_head", "missing"))?;
                     let (mut seq, mut prev) = codec::head(seq, &mac)?;
                     let mut out = Vec::with_capacity(units.len());
-                    for unit in units {
-                        let outcome = match &unit.mutation {
-                            None => Outcome::Recorded,
-                            Some(m) => apply(&mut tx, m).await?,
+                    let mut events: Vec<ChainedEvent> = Vec::with_capacity(units.len());
+                    let mut rest = units;
+                    while !rest.is_empty() {
+                        // A run of batchable units, or else one unit.
+                        let n = rest.iter().take_while(|u| batchable(u)).count().max(1);
+                        let (now, later) = rest.split_at(n);
+                        let outcomes = if batchable(&now[0]) {
+                            apply_run(&mut tx, now).await?
+                        } else {
+                            let m = now[0].mutation.as_ref().ok_or_else(|| {
+                                StoreError::corrupt("commit", "unbatchable unit without mutation")
+                            })?;
+                            vec![apply(&mut tx, m).await?]
                         };
-                        let event = unit.final_event(&outcome);
-                        seq = seq
-                            .checked_add(1)
-                            .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
-                        let mac = event.chain_mac(&self.hasher, &prev, seq);
-                        insert_event(&mut tx, seq, &event, &mac).await?;
-                        prev = mac;
-                        out.push(Committed { seq, outcome });
+                        for (unit, outcome) in now.iter().zip(outcomes) {
+                            let event = unit.final_event(&outcome);
+                            seq = seq.checked_add(1).ok_or_else(|| {
+                                StoreError::corrupt("audit_head", "seq overflow")
+                            })?;
+                            let mac = event.chain_mac(&self.hasher, &prev, seq);
+                            prev = mac;
+                            events.push(ChainedEvent { seq, event, mac });
+                            out.push(Committed { seq, outcome });
+                        }
+                        rest = later;
                     }
+                    // Events never influence a mutation, so they are all
+                    // written last, together.
+                    $insert_events(&mut tx, &events).await?;
                     sqlx::query(sql::UPDATE_HEAD)
                         .bind(seq)
                         .bind(&prev.0[..])

@@ -16,13 +16,15 @@ use std::fmt;
 use std::path::Path;
 
 use leash_domain::crypto::KeyedHasher;
+use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 
-use crate::{PoolOptions, StoreError};
+use crate::codec::{self, ChainedEvent, micros};
+use crate::{PoolOptions, StoreError, sql};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/sqlite");
 
@@ -110,6 +112,91 @@ impl SqliteStore {
     }
 }
 
+// SQLite runs in this process: a statement per row costs no round trip, so
+// the multi-row writes are loops over the single-row statements.
+
+async fn insert_tokens(
+    conn: &mut SqliteConnection,
+    tokens: &[&TokenRecord],
+) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for t in tokens {
+        n += sqlx::query(sql::INSERT_TOKEN)
+            .bind(&t.hash.0[..])
+            .bind(&t.accessor)
+            .bind(&t.workload)
+            .bind(&t.auth_path)
+            .bind(&t.issuer)
+            .bind(&t.subject)
+            .bind(&t.source)
+            .bind(codec::meta_json(&t.meta)?)
+            .bind(micros(t.created_at))
+            .bind(micros(t.expires_at))
+            .bind(micros(t.max_expires_at))
+            .bind(t.ttl_secs)
+            .bind(t.renewable)
+            .bind(t.revoked_at.map(micros))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}
+
+async fn insert_leases(
+    conn: &mut SqliteConnection,
+    leases: &[&LeaseRecord],
+) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(leases.len());
+    for l in leases {
+        let n = sqlx::query(INSERT_LEASE)
+            .bind(&l.hash.0[..])
+            .bind(&l.token_hash.0[..])
+            .bind(&l.workload)
+            .bind(&l.path)
+            .bind(&l.lease_path)
+            .bind(micros(l.issued_at))
+            .bind(micros(l.expires_at))
+            .bind(micros(l.max_expires_at))
+            .bind(l.ttl_secs)
+            .bind(l.renewable)
+            .bind(l.last_renewal.map(micros))
+            .bind(l.revoked_at.map(micros))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        out.push(n > 0);
+    }
+    Ok(out)
+}
+
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    events: &[ChainedEvent],
+) -> Result<(), StoreError> {
+    for ChainedEvent { seq, event: e, mac } in events {
+        sqlx::query(sql::INSERT_EVENT)
+            .bind(seq)
+            .bind(&e.request_id)
+            .bind(micros(e.time))
+            .bind(e.identity.as_deref())
+            .bind(e.workload.as_deref())
+            .bind(&e.peer)
+            .bind(&e.operation)
+            .bind(&e.method)
+            .bind(&e.path)
+            .bind(e.decision.as_str())
+            .bind(i32::from(e.status))
+            .bind(&e.reason)
+            .bind(e.lease_ref.as_deref())
+            .bind(codec::attestation_json(&e.attestation)?)
+            .bind(&mac.0[..])
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 crate::shared::store_backend! {
     store: SqliteStore,
     kind: "sqlite",
@@ -119,7 +206,9 @@ crate::shared::store_backend! {
     readers: readers,
     begin: begin_with(BEGIN_WRITE),
     commit_head: crate::sql::SELECT_HEAD,
-    insert_lease: INSERT_LEASE,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
+    insert_tokens: insert_tokens,
+    insert_leases: insert_leases,
+    insert_events: insert_events,
 }

@@ -43,6 +43,7 @@ conformance!(
     migrate_twice_is_a_no_op,
     token_and_lease_round_trip,
     insert_lease_needs_a_live_token,
+    one_batch_keeps_the_order_of_its_units,
     renew_lease_applies_and_caps,
     renew_lease_refusals,
     renew_token,
@@ -703,6 +704,68 @@ mod cases {
             None,
             "secret/data/abc/w was never matched"
         );
+    }
+
+    /// A batch mixing multi-row runs (tokens, leases, events) with other
+    /// mutations behaves exactly as its units applied one by one: a lease
+    /// after its token's revocation in the same batch is refused, one
+    /// before it is revoked with it, and the events chain in unit order.
+    pub async fn one_batch_keeps_the_order_of_its_units(h: &Harness) {
+        let s = &*h.store;
+        let a = token();
+        let b = token();
+        let unknown = token();
+        commit1(s, Mutation::InsertToken(a.clone())).await;
+        let before = lease(&a, "secret/data/before");
+        let after = lease(&a, "secret/data/after");
+        let of_b = lease(&b, "secret/data/b");
+        let of_unknown = lease(&unknown, "secret/data/u");
+        let units: Vec<CommitUnit> = vec![
+            unit(Mutation::InsertToken(b.clone())),
+            unit(Mutation::InsertLease(before.clone())),
+            CommitUnit::event(event("kv.list")),
+            unit(Mutation::InsertLease(of_unknown.clone())),
+            unit(Mutation::RevokeToken {
+                token: a.hash,
+                now: t0(),
+            }),
+            unit(Mutation::InsertLease(after.clone())),
+            unit(Mutation::InsertLease(of_b.clone())),
+        ];
+        let out = s.commit(&units).await.unwrap();
+        let outcomes: Vec<Outcome> = out.iter().map(|c| c.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Outcome::Applied { affected: 1 },
+                Outcome::Applied { affected: 1 },
+                Outcome::Recorded,
+                Outcome::NotApplied(NotApplied::TokenNotLive),
+                Outcome::Applied { affected: 1 },
+                Outcome::NotApplied(NotApplied::TokenNotLive),
+                Outcome::Applied { affected: 1 },
+            ]
+        );
+        let seqs: Vec<i64> = out.iter().map(|c| c.seq).collect();
+        let first = seqs[0];
+        assert_eq!(seqs, (first..first + 7).collect::<Vec<_>>());
+        let ops: Vec<String> = all_events(s)
+            .await
+            .into_iter()
+            .filter(|e| e.seq >= first)
+            .map(|e| format!("{} {}", e.event.operation, e.event.decision.as_str()))
+            .collect();
+        assert_eq!(ops.len(), 7);
+        assert_eq!(ops[2], "kv.list allowed");
+        assert!(ops[3].ends_with("denied") && ops[5].ends_with("denied"));
+        assert_eq!(
+            s.lease(&before.hash).await.unwrap().unwrap().revoked_at,
+            Some(t0())
+        );
+        assert_eq!(s.lease(&after.hash).await.unwrap(), None);
+        assert_eq!(s.lease(&of_unknown.hash).await.unwrap(), None);
+        assert_eq!(s.lease(&of_b.hash).await.unwrap().unwrap().revoked_at, None);
+        assert!(verify_chain(s, &h.hasher).await.is_ok());
     }
 
     pub async fn revoke_token_revokes_its_leases_only(h: &Harness) {
