@@ -1,0 +1,655 @@
+//! `leash-bench`: the benchmark of issue 5. Starts OpenBao (raft storage,
+//! file audit device, a policy-limited token, JWT auth) and Leash (the
+//! release `leash-broker` on a fresh PostgreSQL database) on this machine,
+//! drives the same read and login requests against both with one load
+//! generator in interleaved rounds, then measures the storage ceiling, the
+//! lease-scale and workload-scale curves and revocation, and reports.
+//!
+//! It is a benchmark, not a test: nothing here asserts a timing. What it
+//! must never do is hide a failed request (see [`load`]) or leave a server
+//! or a database behind (guards kill and drop them, also on error).
+
+pub mod bao;
+pub mod leash;
+pub mod load;
+pub mod pg;
+pub mod report;
+pub mod sys;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::bao::{Bao, ROLE, SECRET_PATH};
+use crate::leash::{FIXED_WORKLOADS, Leash, LeashHome, MountChoice, REVOKE_ROLE};
+use crate::load::{LoadConfig, RequestSpec};
+use crate::report::{
+    Cell, LeasePoint, Report, Revocation, RunStats, Storage, Summary, WorkloadPoint,
+};
+use crate::sys::{CpuSample, Machine};
+
+/// Which phases run and how long each load run lasts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `full`, `quick` or `smoke` (for the report).
+    pub mode: String,
+    /// Interleaved rounds of the comparison.
+    pub rounds: usize,
+    /// Unmeasured warm-up before each run.
+    pub warmup: Duration,
+    /// Measured window of each run.
+    pub duration: Duration,
+    /// Connection counts of the comparison.
+    pub connections: Vec<usize>,
+    /// Connections of the scale curves.
+    pub scale_connections: usize,
+    /// Live-lease points of the lease-scale curve.
+    pub lease_points: Vec<u64>,
+    /// Declared-workload points of the workload-scale curve.
+    pub workload_points: Vec<usize>,
+    /// Leases of the identity the revocation measurement revokes.
+    pub revoke_leases: u64,
+    /// Measured window of each storage-ceiling measurement.
+    pub ceiling_duration: Duration,
+    /// Connections of the storage-ceiling measurement.
+    pub ceiling_connections: usize,
+    /// Rows per transaction of the batched ceiling.
+    pub ceiling_batch: usize,
+    /// Run the Leash/OpenBao comparison.
+    pub compare: bool,
+    /// Run the storage ceiling.
+    pub ceiling: bool,
+    /// Run the lease-scale curve.
+    pub lease_scale: bool,
+    /// Run the workload-scale curve.
+    pub workload_scale: bool,
+    /// Run the revocation measurement.
+    pub revocation: bool,
+    /// Where Leash's `secret/` mount reads from.
+    pub mount: MountChoice,
+    /// The directory holding `leash-broker`.
+    pub bin_dir: PathBuf,
+    /// The `bao` binary.
+    pub bao_bin: PathBuf,
+    /// The PostgreSQL admin URL (databases are created next to it).
+    pub pg_url: String,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl Options {
+    /// The default, full run (about 10–15 minutes on 2 cores).
+    pub fn full(bin_dir: PathBuf, bao_bin: PathBuf, pg_url: String) -> Options {
+        Options {
+            mode: "full".into(),
+            rounds: 3,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(10),
+            connections: vec![1, 16, 64],
+            scale_connections: 64,
+            lease_points: vec![10_000, 100_000, 1_000_000],
+            workload_points: vec![10, 10_000],
+            revoke_leases: 100_000,
+            ceiling_duration: Duration::from_secs(5),
+            ceiling_connections: 8,
+            ceiling_batch: 256,
+            compare: true,
+            ceiling: true,
+            lease_scale: true,
+            workload_scale: true,
+            revocation: true,
+            mount: MountChoice::Vault,
+            bin_dir,
+            bao_bin,
+            pg_url,
+            progress: true,
+        }
+    }
+
+    /// Every phase, short runs, the real scale points (about 4 minutes).
+    pub fn quick(self) -> Options {
+        Options {
+            mode: "quick".into(),
+            rounds: 1,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(4),
+            ceiling_duration: Duration::from_secs(3),
+            lease_points: vec![10_000, 100_000, 1_000_000],
+            ..self
+        }
+    }
+
+    /// Every phase, tiny runs and scale points: checks the code path, not
+    /// the numbers (CI's smoke test).
+    pub fn smoke(self) -> Options {
+        Options {
+            mode: "smoke".into(),
+            rounds: 1,
+            warmup: Duration::from_millis(200),
+            duration: Duration::from_millis(800),
+            connections: vec![1, 4],
+            scale_connections: 4,
+            lease_points: vec![100, 1_000],
+            workload_points: vec![10, 50],
+            revoke_leases: 1_000,
+            ceiling_duration: Duration::from_millis(500),
+            ceiling_connections: 2,
+            ..self
+        }
+    }
+
+    fn load(&self, connections: usize) -> LoadConfig {
+        LoadConfig {
+            connections,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
+    }
+
+    fn broker_bin(&self) -> PathBuf {
+        self.bin_dir.join("leash-broker")
+    }
+
+    fn settings_json(&self) -> serde_json::Value {
+        json!({
+            "rounds": self.rounds,
+            "warmup_secs": self.warmup.as_secs_f64(),
+            "duration_secs": self.duration.as_secs_f64(),
+            "connections": self.connections,
+            "scale_connections": self.scale_connections,
+            "lease_points": self.lease_points,
+            "workload_points": self.workload_points,
+            "revoke_leases": self.revoke_leases,
+            "ceiling": {"secs": self.ceiling_duration.as_secs_f64(), "connections": self.ceiling_connections, "batch": self.ceiling_batch},
+        })
+    }
+}
+
+/// The repository this crate was built in (for `.tools/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+macro_rules! say {
+    ($opts:expr, $($arg:tt)*) => {
+        if $opts.progress {
+            eprintln!("leash-bench: {}", format_args!($($arg)*));
+        }
+    };
+}
+
+/// The harness's state shared by the phases.
+struct Env {
+    home: LeashHome,
+    bao: Bao,
+    tck: f64,
+    _tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// A Leash on a fresh database with `workloads` declared.
+    async fn leash(
+        &self,
+        opts: &Options,
+        label: &str,
+        workloads: usize,
+    ) -> anyhow::Result<(pg::Database, Leash, std::path::PathBuf)> {
+        let db = pg::Database::create(&opts.pg_url, label).await?;
+        let policies = self
+            .home
+            .policies(&format!("policies-{label}"), workloads)?;
+        let config = self.home.config(
+            label,
+            &db.url,
+            &policies,
+            opts.mount,
+            &self.bao.url(),
+            &self.bao.upstream_token,
+        )?;
+        let leash = self.home.start(&config, label).await?;
+        if opts.mount == MountChoice::Builtin {
+            leash.seed_secret(&self.home).await?;
+        }
+        Ok((db, leash, config))
+    }
+
+    /// The read request against Leash with a fresh login of `role`.
+    async fn leash_read(&self, leash: &Leash) -> anyhow::Result<(RequestSpec, leash::Login)> {
+        let login = leash.login(ROLE, &self.home.jwt(ROLE)?).await?;
+        let spec =
+            RequestSpec::get_with_token(&format!("/v1/secret/data/{SECRET_PATH}"), &login.token)?;
+        Ok((spec, login))
+    }
+}
+
+/// Sends `spec` once and fails with the answer unless it is 2xx: a broken
+/// setup stops the run before any number is taken.
+async fn probe(addr: SocketAddr, spec: &RequestSpec, what: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut req = http.request(spec.method.clone(), format!("http://{addr}{}", spec.path));
+    for (k, v) in &spec.headers {
+        req = req.header(k.clone(), v.clone());
+    }
+    let r = req.body(spec.body.clone()).send().await?;
+    let status = r.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "{what}: the probe request got {status}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn measure(
+    opts: &Options,
+    env: &Env,
+    pid: u32,
+    addr: SocketAddr,
+    spec: &RequestSpec,
+    connections: usize,
+    round: usize,
+) -> anyhow::Result<RunStats> {
+    let cpu = CpuSample::take(pid);
+    let out = load::run(addr, spec, opts.load(connections)).await?;
+    let cpu = cpu.since(env.tck);
+    Ok(RunStats::from_outcome(round, &out, cpu))
+}
+
+fn note_problem(problems: &mut Vec<String>, what: &str, r: &RunStats) {
+    if !r.clean() {
+        problems.push(format!(
+            "{what}: {} ok, non-2xx {:?}, {} errors; first: {}",
+            r.ok,
+            r.non_2xx,
+            r.errors,
+            r.first_problem.as_deref().unwrap_or("-")
+        ));
+    }
+}
+
+/// Runs every selected phase and returns the report.
+pub async fn run(opts: &Options) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut machine = Machine::local(&repo_root(), &opts.broker_bin());
+    let (pgv, pgs) = pg::describe(&opts.pg_url)
+        .await
+        .context("PostgreSQL does not answer (scripts/ensure-postgres starts it)")?;
+    machine.postgres_version = pgv;
+    machine.postgres_settings = pgs;
+
+    let tmp = tempfile::Builder::new().prefix("leash-bench-").tempdir()?;
+    let home = LeashHome::create(&opts.broker_bin(), &tmp.path().join("leash"))?;
+    let bao_dir = tmp.path().join("openbao");
+    std::fs::create_dir_all(&bao_dir)?;
+    say!(
+        opts,
+        "starting OpenBao (raft, file audit) in {}",
+        bao_dir.display()
+    );
+    let bao = bao::start(
+        &opts.bao_bin,
+        &bao_dir,
+        leash_attest::DevIssuer::ISSUER,
+        leash_attest::DevIssuer::AUDIENCE,
+        &home.issuer_pem()?,
+    )
+    .await?;
+    machine.openbao_version = bao.version.clone();
+    let env = Env {
+        home,
+        bao,
+        tck: sys::clk_tck(),
+        _tmp: tmp,
+    };
+
+    let mut report = Report {
+        mode: opts.mode.clone(),
+        started_at,
+        wall_secs: 0.0,
+        machine,
+        settings: opts.settings_json(),
+        leash_mount: opts.mount.describe().into(),
+        compare: Vec::new(),
+        storage: None,
+        lease_scale: Vec::new(),
+        workload_scale: Vec::new(),
+        revocation: None,
+        problems: Vec::new(),
+    };
+
+    if opts.compare {
+        compare(opts, &env, &mut report).await?;
+    }
+    if opts.ceiling {
+        say!(opts, "storage ceiling");
+        let ceiling = pg::ceiling(
+            &opts.pg_url,
+            opts.ceiling_connections,
+            opts.ceiling_batch,
+            opts.ceiling_duration,
+        )
+        .await?;
+        let best = report
+            .compare
+            .iter()
+            .filter(|c| c.workload == "read")
+            .max_by_key(|c| c.connections);
+        let reads = best.map(|c| c.leash.throughput);
+        let rows_per_read = 2;
+        report.storage = Some(Storage {
+            percent_of_ceiling: reads.and_then(|r| {
+                (ceiling.batched_rows_per_sec > 0.0)
+                    .then(|| 100.0 * r / (ceiling.batched_rows_per_sec / f64::from(rows_per_read)))
+            }),
+            leash_reads_per_sec: reads,
+            at_connections: best.map(|c| c.connections),
+            rows_per_read,
+            ceiling,
+        });
+    }
+    if opts.lease_scale {
+        lease_scale(opts, &env, &mut report).await?;
+    }
+    if opts.workload_scale {
+        workload_scale(opts, &env, &mut report).await?;
+    }
+    if opts.revocation {
+        report.revocation = Some(revocation(opts, &env).await?);
+    }
+    report.wall_secs = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn compare(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let (_db, leash, _) = env.leash(opts, "compare", 10).await?;
+    let (leash_read, _) = env.leash_read(&leash).await?;
+    let jwt = env.home.jwt(ROLE)?;
+    let login_body = json!({"role": ROLE, "jwt": jwt});
+    let login = RequestSpec::post_json("/v1/auth/jwt/login", &login_body)?;
+    let bao_read = RequestSpec::get_with_token(
+        &format!("/v1/secret/data/{SECRET_PATH}"),
+        &env.bao.read_token,
+    )?;
+    probe(leash.addr, &leash_read, "Leash read").await?;
+    probe(leash.addr, &login, "Leash login").await?;
+    probe(env.bao.addr, &bao_read, "OpenBao read").await?;
+    probe(env.bao.addr, &login, "OpenBao login").await?;
+
+    let workloads = [("read", &leash_read, &bao_read), ("login", &login, &login)];
+    // runs[(workload, conns)] = (leash rounds, bao rounds)
+    let mut runs: Vec<(String, usize, Vec<RunStats>, Vec<RunStats>)> = Vec::new();
+    for (w, _, _) in &workloads {
+        for &c in &opts.connections {
+            runs.push(((*w).to_owned(), c, Vec::new(), Vec::new()));
+        }
+    }
+    for round in 0..opts.rounds {
+        let leash_first = round % 2 == 0;
+        let mut i = 0;
+        for (w, l_spec, b_spec) in &workloads {
+            for &c in &opts.connections {
+                for leash_turn in [leash_first, !leash_first] {
+                    let (name, pid, addr, spec) = if leash_turn {
+                        ("leash", leash.child.pid(), leash.addr, *l_spec)
+                    } else {
+                        ("openbao", env.bao.child.pid(), env.bao.addr, *b_spec)
+                    };
+                    let r = measure(opts, env, pid, addr, spec, c, round).await?;
+                    say!(
+                        opts,
+                        "round {}/{} {w:<5} c={c:<3} {name:<7} {:>9.0}/s p50 {:>7.2} ms p99 {:>8.2} ms{}",
+                        round + 1,
+                        opts.rounds,
+                        r.throughput,
+                        r.p50_ms,
+                        r.p99_ms,
+                        if r.clean() { "" } else { "  NOT CLEAN" }
+                    );
+                    note_problem(
+                        &mut report.problems,
+                        &format!("round {} {w} c={c} {name}", round + 1),
+                        &r,
+                    );
+                    if leash_turn {
+                        runs[i].2.push(r);
+                    } else {
+                        runs[i].3.push(r);
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+    for (w, c, l, b) in runs {
+        report
+            .compare
+            .push(Cell::new(&w, c, Summary::of(l), Summary::of(b)));
+    }
+    Ok(())
+}
+
+async fn lease_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    let (db, leash, _) = env.leash(opts, "leases", 10).await?;
+    let (spec, _) = env.leash_read(&leash).await?;
+    // The seeded leases belong to another token of the same workload.
+    let owner = leash.login(ROLE, &env.home.jwt(ROLE)?).await?;
+    let mut conn = db.connect().await?;
+    let mut next = 0i64;
+    let mut points = opts.lease_points.clone();
+    points.sort_unstable();
+    for target in points {
+        let live = pg::live_leases(&mut conn).await?;
+        let want = i64::try_from(target)?.saturating_sub(live);
+        let seed_started = Instant::now();
+        if want > 0 {
+            say!(opts, "seeding {want} leases (to {target} live)");
+            pg::seed_leases(
+                &mut conn,
+                &pg::SeedLeases {
+                    accessor: &owner.accessor,
+                    workload: ROLE,
+                    path: &format!("secret/{SECRET_PATH}"),
+                    lease_prefix: &format!("secret/data/{SECRET_PATH}/seed"),
+                    from: next,
+                    count: want,
+                    ttl: Duration::from_secs(7200),
+                },
+            )
+            .await?;
+            next += want;
+        }
+        let seed_secs = seed_started.elapsed().as_secs_f64();
+        let live_before = pg::live_leases(&mut conn).await?;
+        let run = measure(
+            opts,
+            env,
+            leash.child.pid(),
+            leash.addr,
+            &spec,
+            opts.scale_connections,
+            0,
+        )
+        .await?;
+        let live_after = pg::live_leases(&mut conn).await?;
+        let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+        say!(
+            opts,
+            "{live_before} live leases: {:.0} reads/s p99 {:.2} ms, RSS {rss_mib:.1} MiB",
+            run.throughput,
+            run.p99_ms
+        );
+        note_problem(&mut report.problems, &format!("lease scale {target}"), &run);
+        report.lease_scale.push(LeasePoint {
+            target,
+            live_before,
+            live_after,
+            seed_secs,
+            run,
+            rss_mib,
+        });
+    }
+    Ok(())
+}
+
+async fn workload_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
+    for &n in &opts.workload_points {
+        let n = n.max(FIXED_WORKLOADS);
+        let t0 = Instant::now();
+        let (_db, leash, _) = env.leash(opts, &format!("workloads{n}"), n).await?;
+        let startup_secs = t0.elapsed().as_secs_f64();
+        let (spec, _) = env.leash_read(&leash).await?;
+        let run = measure(
+            opts,
+            env,
+            leash.child.pid(),
+            leash.addr,
+            &spec,
+            opts.scale_connections,
+            0,
+        )
+        .await?;
+        let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+        say!(
+            opts,
+            "{n} workloads: {:.0} reads/s p99 {:.2} ms",
+            run.throughput,
+            run.p99_ms
+        );
+        note_problem(&mut report.problems, &format!("workload scale {n}"), &run);
+        report.workload_scale.push(WorkloadPoint {
+            workloads: n,
+            startup_secs,
+            run,
+            rss_mib,
+        });
+    }
+    Ok(())
+}
+
+/// Live leases of the token with `accessor`.
+async fn live_of(c: &mut sqlx::PgConnection, accessor: &str) -> anyhow::Result<i64> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM leases l JOIN tokens t ON t.hash = l.token_hash \
+         WHERE t.accessor = $1 AND l.revoked_at IS NULL AND l.expires_at > $2",
+    )
+    .bind(accessor)
+    .bind(now)
+    .fetch_one(c)
+    .await?;
+    Ok(n)
+}
+
+async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Revocation> {
+    let (db, primary, config) = env.leash(opts, "revoke", 10).await?;
+    let replica = env.home.start(&config, "revoke-replica").await?;
+    let who = primary
+        .login(REVOKE_ROLE, &env.home.jwt(REVOKE_ROLE)?)
+        .await?;
+    // One lease through the API, the rest seeded.
+    anyhow::ensure!(
+        primary.read_status(&who.token).await? == 200,
+        "the revocation identity cannot read"
+    );
+    let mut conn = db.connect().await?;
+    if opts.revoke_leases > 1 {
+        say!(
+            opts,
+            "seeding {} leases for one identity",
+            opts.revoke_leases - 1
+        );
+        pg::seed_leases(
+            &mut conn,
+            &pg::SeedLeases {
+                accessor: &who.accessor,
+                workload: REVOKE_ROLE,
+                path: &format!("secret/{SECRET_PATH}"),
+                lease_prefix: &format!("secret/data/{SECRET_PATH}/revoke"),
+                from: 0,
+                count: i64::try_from(opts.revoke_leases - 1)?,
+                ttl: Duration::from_secs(7200),
+            },
+        )
+        .await?;
+    }
+    let leases = live_of(&mut conn, &who.accessor).await?;
+    let lookup = format!("{}/v1/auth/token/lookup-self", replica.url());
+    let r = replica
+        .http()
+        .get(&lookup)
+        .header("X-Vault-Token", &who.token)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "the replica does not accept the token before revocation: {}",
+        r.status()
+    );
+
+    // The poller: the replica, one request at a time, until it refuses.
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = replica.http().clone();
+    let token = who.token.clone();
+    let poller = tokio::spawn(async move {
+        let _ = go_rx.await;
+        let mut rtts = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            let s = http
+                .get(&lookup)
+                .header("X-Vault-Token", &token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            rtts.push(t.elapsed().as_secs_f64() * 1000.0);
+            if s == 403 {
+                return (Some(Instant::now()), rtts);
+            }
+        }
+        (None, rtts)
+    });
+    let _ = go_tx.send(());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t0 = Instant::now();
+    let r = primary
+        .http()
+        .post(format!("{}/v1/auth/token/revoke-self", primary.url()))
+        .header("X-Vault-Token", &who.token)
+        .send()
+        .await?;
+    let t1 = Instant::now();
+    let status = r.status().as_u16();
+    let still_live_after = live_of(&mut conn, &who.accessor).await?;
+    let (refused_at, mut rtts) = poller.await?;
+    rtts.sort_by(f64::total_cmp);
+    let rtt = rtts.get(rtts.len() / 2).copied().unwrap_or(0.0);
+    let replica_refused_after_ms = refused_at.map(|at| {
+        if at >= t1 {
+            at.duration_since(t1).as_secs_f64() * 1000.0
+        } else {
+            -(t1.duration_since(at).as_secs_f64() * 1000.0)
+        }
+    });
+    say!(
+        opts,
+        "revoked {leases} leases in {:.1} ms (status {status}); replica refused {:?} ms after",
+        (t1 - t0).as_secs_f64() * 1000.0,
+        replica_refused_after_ms
+    );
+    drop(replica);
+    Ok(Revocation {
+        method: "POST /v1/auth/token/revoke-self (the identity's token and all its leases)".into(),
+        leases,
+        still_live_after,
+        status,
+        revoke_ms: (t1 - t0).as_secs_f64() * 1000.0,
+        replica_refused_after_ms,
+        replica_poll_rtt_ms: rtt,
+    })
+}

@@ -1,0 +1,334 @@
+//! PostgreSQL for the benchmark: fresh `leash_bench_*` databases dropped
+//! when their guard drops, the storage ceiling (how many audit-sized rows
+//! this PostgreSQL commits per second), and seeding live leases directly.
+//!
+//! Must never happen: a database the harness did not create dropped (only
+//! names it generated, `leash_bench_<pid>_<n>`), or a scratch table created
+//! in Leash's own database.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use sqlx::{Connection as _, Executor as _, PgConnection};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The URL of database `name` on the server of `admin_url`.
+pub fn url_for(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, rest) = admin_url
+        .rsplit_once('/')
+        .context("the PostgreSQL URL has no database part")?;
+    let query = rest.split_once('?').map(|(_, q)| q);
+    Ok(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
+}
+
+/// A fresh database, dropped on drop.
+#[derive(Debug)]
+pub struct Database {
+    /// Its URL.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+    admin_url: String,
+}
+
+impl Database {
+    /// Creates `leash_bench_<pid>_<n>_<label>`.
+    pub async fn create(admin_url: &str, label: &str) -> anyhow::Result<Database> {
+        let name = format!(
+            "leash_bench_{}_{}_{label}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .with_context(|| "PostgreSQL does not answer (run scripts/ensure-postgres)")?;
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        Ok(Database {
+            url: url_for(admin_url, &name)?,
+            name,
+            admin_url: admin_url.to_owned(),
+        })
+    }
+
+    /// A connection to it.
+    pub async fn connect(&self) -> anyhow::Result<PgConnection> {
+        Ok(PgConnection::connect(&self.url).await?)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (name, admin) = (self.name.clone(), self.admin_url.clone());
+        // Drop cannot await: a thread with its own small runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let _ = c
+                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The server's version and durability settings.
+pub async fn describe(admin_url: &str) -> anyhow::Result<(String, String)> {
+    let mut c = PgConnection::connect(admin_url).await?;
+    let (version,): (String,) = sqlx::query_as("SHOW server_version")
+        .fetch_one(&mut c)
+        .await?;
+    let mut settings = Vec::new();
+    for s in [
+        "fsync",
+        "synchronous_commit",
+        "wal_sync_method",
+        "shared_buffers",
+        "max_connections",
+    ] {
+        let (v,): (String,) = sqlx::query_as(&format!("SHOW {s}"))
+            .fetch_one(&mut c)
+            .await?;
+        settings.push(format!("{s}={v}"));
+    }
+    Ok((format!("PostgreSQL {version}"), settings.join(" ")))
+}
+
+/// A scratch table shaped like `audit_events` (same columns, checks and
+/// indexes; no append-only trigger, no chain head).
+const SCRATCH: &str = "CREATE TABLE bench_audit (
+    seq BIGINT PRIMARY KEY CHECK (seq > 0),
+    request_id TEXT NOT NULL, time BIGINT NOT NULL, identity TEXT, workload TEXT,
+    peer TEXT NOT NULL, operation TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('allowed', 'denied', 'error')),
+    status INTEGER NOT NULL, reason TEXT NOT NULL, lease_ref TEXT,
+    attestation TEXT NOT NULL, mac BYTEA NOT NULL CHECK (octet_length(mac) = 32));
+CREATE INDEX ON bench_audit (workload, time);
+CREATE INDEX ON bench_audit (identity, time);
+CREATE INDEX ON bench_audit (time)";
+
+const INSERT_ONE: &str = "INSERT INTO bench_audit (seq, request_id, time, identity, workload, \
+    peer, operation, method, path, decision, status, reason, lease_ref, attestation, mac) \
+    VALUES ($1, $2, $3, $4, 'bench-app', '127.0.0.1:50000', 'read', 'GET', \
+    'secret/bench/db', 'allowed', 200, 'allowed by scope `secret/bench/*`', $5, $6, $7)";
+
+const INSERT_BATCH: &str = "INSERT INTO bench_audit (seq, request_id, time, identity, workload, \
+    peer, operation, method, path, decision, status, reason, lease_ref, attestation, mac) \
+    SELECT s, r, t, i, 'bench-app', '127.0.0.1:50000', 'read', 'GET', 'secret/bench/db', \
+    'allowed', 200, 'allowed by scope `secret/bench/*`', l, a, m \
+    FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
+    $7::bytea[]) AS u(s, r, t, i, l, a, m)";
+
+const ATTESTATION: &str = r#"{"method":"jwt","issuer":"dev","subject":"bench-app","claims":{"aud":"leash","iss":"https://dev.leash.invalid"},"source":"127.0.0.1"}"#;
+
+/// What this PostgreSQL commits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceiling {
+    /// Rows per transaction in the batched measurement.
+    pub batch_rows: usize,
+    /// Concurrent connections in each measurement.
+    pub connections: usize,
+    /// Rows/s committed in batches.
+    pub batched_rows_per_sec: f64,
+    /// Rows/s committed one per transaction.
+    pub single_rows_per_sec: f64,
+}
+
+struct Row {
+    seq: i64,
+    request_id: String,
+    time: i64,
+    identity: String,
+    lease_ref: String,
+    mac: Vec<u8>,
+}
+
+fn row(seq: i64) -> Row {
+    Row {
+        seq,
+        request_id: format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            seq >> 32,
+            seq & 0xffff_ffff
+        ),
+        time: chrono::Utc::now().timestamp_micros(),
+        identity: format!("jwt:dev:bench-app:{:016x}", seq),
+        lease_ref: format!("secret/data/bench/db/{:024x}", seq),
+        mac: {
+            let mut m = vec![0u8; 32];
+            m[..8].copy_from_slice(&seq.to_be_bytes());
+            m
+        },
+    }
+}
+
+/// Measures the batched and the one-row-per-transaction insert rate for
+/// `duration` each, over `connections` connections.
+pub async fn ceiling(
+    admin_url: &str,
+    connections: usize,
+    batch_rows: usize,
+    duration: Duration,
+) -> anyhow::Result<Ceiling> {
+    let db = Database::create(admin_url, "ceiling").await?;
+    {
+        let mut c = db.connect().await?;
+        sqlx::raw_sql(SCRATCH).execute(&mut c).await?;
+    }
+    let single = insert_rate(&db, connections, 1, duration, 0).await?;
+    let batched = insert_rate(&db, connections, batch_rows, duration, 1 << 40).await?;
+    Ok(Ceiling {
+        batch_rows,
+        connections,
+        batched_rows_per_sec: batched,
+        single_rows_per_sec: single,
+    })
+}
+
+async fn insert_rate(
+    db: &Database,
+    connections: usize,
+    batch: usize,
+    duration: Duration,
+    base: i64,
+) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for conn_no in 0..connections.max(1) {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = PgConnection::connect(&url).await?;
+            let mut seq = base + (conn_no as i64) * (1 << 34) + 1;
+            let mut rows = 0u64;
+            while Instant::now() < end {
+                if batch == 1 {
+                    let r = row(seq);
+                    sqlx::query(INSERT_ONE)
+                        .bind(r.seq)
+                        .bind(r.request_id)
+                        .bind(r.time)
+                        .bind(r.identity)
+                        .bind(r.lease_ref)
+                        .bind(ATTESTATION)
+                        .bind(r.mac)
+                        .execute(&mut c)
+                        .await?;
+                    seq += 1;
+                    rows += 1;
+                } else {
+                    let rs: Vec<Row> = (0..batch as i64).map(|k| row(seq + k)).collect();
+                    seq += batch as i64;
+                    let mut tx = c.begin().await?;
+                    sqlx::query(INSERT_BATCH)
+                        .bind(rs.iter().map(|r| r.seq).collect::<Vec<_>>())
+                        .bind(rs.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
+                        .bind(rs.iter().map(|r| r.time).collect::<Vec<_>>())
+                        .bind(rs.iter().map(|r| r.identity.clone()).collect::<Vec<_>>())
+                        .bind(rs.iter().map(|r| r.lease_ref.clone()).collect::<Vec<_>>())
+                        .bind(vec![ATTESTATION; rs.len()])
+                        .bind(rs.iter().map(|r| r.mac.clone()).collect::<Vec<_>>())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    rows += batch as u64;
+                }
+            }
+            anyhow::Ok(rows)
+        }));
+    }
+    let mut rows = 0u64;
+    for t in tasks {
+        rows += t.await??;
+    }
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Live, unexpired leases in a Leash database.
+pub async fn live_leases(c: &mut PgConnection) -> anyhow::Result<i64> {
+    let now = chrono::Utc::now().timestamp_micros();
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM leases WHERE revoked_at IS NULL AND expires_at > $1")
+            .bind(now)
+            .fetch_one(c)
+            .await?;
+    Ok(n)
+}
+
+/// Leases to insert directly: numbers `from..from+count`, owned by the
+/// token with `accessor`, under `lease_prefix`, valid for `ttl`.
+#[derive(Debug, Clone)]
+pub struct SeedLeases<'a> {
+    /// The owning token's accessor.
+    pub accessor: &'a str,
+    /// The workload.
+    pub workload: &'a str,
+    /// The canonical secret path.
+    pub path: &'a str,
+    /// The lease path prefix (the number is appended).
+    pub lease_prefix: &'a str,
+    /// The first number.
+    pub from: i64,
+    /// How many.
+    pub count: i64,
+    /// Lifetime from now.
+    pub ttl: Duration,
+}
+
+/// Inserts the leases `s` describes with one `generate_series`, then
+/// analyses the table. The lease hash only has to be 32 unique bytes: the
+/// SHA-256 of the number.
+pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Result<()> {
+    let SeedLeases {
+        accessor,
+        workload,
+        path,
+        lease_prefix,
+        from,
+        count,
+        ttl,
+    } = *s;
+    let now = chrono::Utc::now().timestamp_micros();
+    let ttl_us = i64::try_from(ttl.as_micros())?;
+    let r = sqlx::query(
+        "INSERT INTO leases (hash, token_hash, workload, path, lease_path, issued_at, \
+         expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
+         SELECT sha256(convert_to('leash-bench-lease-' || g, 'UTF8')), t.hash, $2, $3, \
+         $4 || lpad(to_hex(g), 24, '0'), $5, $5 + $6, $5 + $6, $7, true, NULL, NULL \
+         FROM tokens t, generate_series($8::bigint, $9::bigint) AS g WHERE t.accessor = $1",
+    )
+    .bind(accessor)
+    .bind(workload)
+    .bind(path)
+    .bind(lease_prefix)
+    .bind(now)
+    .bind(ttl_us)
+    .bind(i64::try_from(ttl.as_secs())?)
+    .bind(from)
+    .bind(from + count - 1)
+    .execute(&mut *c)
+    .await?;
+    anyhow::ensure!(
+        r.rows_affected() == u64::try_from(count)?,
+        "seeded {} leases, expected {count} (is the token {accessor} in this database?)",
+        r.rows_affected()
+    );
+    sqlx::query("ANALYZE leases").execute(&mut *c).await?;
+    Ok(())
+}

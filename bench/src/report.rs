@@ -1,0 +1,466 @@
+//! The report: what was measured (machine-readable, serialised to JSON) and
+//! its plain-text rendering.
+//!
+//! Must never happen: a run with errors or non-2xx answers shown as if it
+//! were clean (every such run is flagged in the table and listed under
+//! "problems"), or a ratio computed from a run that served nothing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::load::LoadOutcome;
+use crate::pg::Ceiling;
+use crate::sys::{CpuUse, Machine};
+
+/// One load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    /// Round number (0-based); 0 for the scale points.
+    pub round: usize,
+    /// 2xx replies per second.
+    pub throughput: f64,
+    /// Latency quantiles of the 2xx replies, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+    /// 2xx replies.
+    pub ok: u64,
+    /// Other statuses.
+    pub non_2xx: BTreeMap<u16, u64>,
+    /// Transport errors.
+    pub errors: u64,
+    /// Keep-alive connections the server closed.
+    pub reconnects: u64,
+    /// The measured window, seconds.
+    pub window_secs: f64,
+    /// CPU use over the run (cores).
+    pub cpu: CpuUse,
+    /// The first error or non-2xx status seen.
+    pub first_problem: Option<String>,
+}
+
+impl RunStats {
+    /// From a load outcome.
+    pub fn from_outcome(round: usize, o: &LoadOutcome, cpu: CpuUse) -> RunStats {
+        RunStats {
+            round,
+            throughput: o.throughput(),
+            p50_ms: o.quantile_ms(0.50),
+            p90_ms: o.quantile_ms(0.90),
+            p99_ms: o.quantile_ms(0.99),
+            max_ms: o.quantile_ms(1.0),
+            ok: o.ok,
+            non_2xx: o.non_2xx.clone(),
+            errors: o.errors,
+            reconnects: o.reconnects,
+            window_secs: o.window.as_secs_f64(),
+            cpu,
+            first_problem: o.first_problem.clone(),
+        }
+    }
+
+    /// Every request succeeded.
+    pub fn clean(&self) -> bool {
+        self.errors == 0 && self.non_2xx.values().sum::<u64>() == 0 && self.ok > 0
+    }
+}
+
+/// One server's runs of one cell, and their medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Median over the rounds of the throughput.
+    pub throughput: f64,
+    /// Median p50, ms.
+    pub p50_ms: f64,
+    /// Median p99, ms.
+    pub p99_ms: f64,
+    /// Whether every round was clean.
+    pub clean: bool,
+    /// 2xx replies, all rounds.
+    pub ok: u64,
+    /// Non-2xx answers, all rounds.
+    pub non_2xx: u64,
+    /// Transport errors, all rounds.
+    pub errors: u64,
+    /// Median CPU use.
+    pub cpu: CpuUse,
+    /// Each round.
+    pub rounds: Vec<RunStats>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Summary {
+    /// The medians of `rounds`.
+    pub fn of(rounds: Vec<RunStats>) -> Summary {
+        let m = |f: fn(&RunStats) -> f64| median(rounds.iter().map(f).collect());
+        Summary {
+            throughput: m(|r| r.throughput),
+            p50_ms: m(|r| r.p50_ms),
+            p99_ms: m(|r| r.p99_ms),
+            clean: rounds.iter().all(RunStats::clean),
+            ok: rounds.iter().map(|r| r.ok).sum(),
+            non_2xx: rounds.iter().map(|r| r.non_2xx.values().sum::<u64>()).sum(),
+            errors: rounds.iter().map(|r| r.errors).sum(),
+            cpu: CpuUse {
+                generator: m(|r| r.cpu.generator),
+                server: m(|r| r.cpu.server),
+                postgres: m(|r| r.cpu.postgres),
+            },
+            rounds,
+        }
+    }
+}
+
+/// One workload at one connection count, both servers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// `read` or `login`.
+    pub workload: String,
+    /// Connections.
+    pub connections: usize,
+    /// Leash.
+    pub leash: Summary,
+    /// OpenBao.
+    pub openbao: Summary,
+    /// Leash throughput ÷ OpenBao throughput (None when OpenBao served
+    /// nothing).
+    pub throughput_ratio: Option<f64>,
+    /// Leash p99 ÷ OpenBao p99.
+    pub p99_ratio: Option<f64>,
+}
+
+impl Cell {
+    /// Pairs the two summaries.
+    pub fn new(workload: &str, connections: usize, leash: Summary, openbao: Summary) -> Cell {
+        let ratio = |a: f64, b: f64| (b > 0.0 && a > 0.0).then(|| a / b);
+        Cell {
+            workload: workload.to_owned(),
+            connections,
+            throughput_ratio: ratio(leash.throughput, openbao.throughput),
+            p99_ratio: ratio(leash.p99_ms, openbao.p99_ms),
+            leash,
+            openbao,
+        }
+    }
+}
+
+/// The storage ceiling and where Leash's reads sit under it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    /// What PostgreSQL commits.
+    pub ceiling: Ceiling,
+    /// Rows Leash writes per read (lease + audit).
+    pub rows_per_read: u32,
+    /// The Leash read throughput compared (median, most connections).
+    pub leash_reads_per_sec: Option<f64>,
+    /// At how many connections.
+    pub at_connections: Option<usize>,
+    /// reads/s ÷ (batched ceiling ÷ rows per read), in percent.
+    pub percent_of_ceiling: Option<f64>,
+}
+
+/// One point of the lease-scale curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeasePoint {
+    /// The target number of live leases.
+    pub target: u64,
+    /// Live leases when the measured run started.
+    pub live_before: i64,
+    /// Live leases after it (the run's own reads add leases).
+    pub live_after: i64,
+    /// Seconds spent seeding to reach the target.
+    pub seed_secs: f64,
+    /// The read run.
+    pub run: RunStats,
+    /// leash-broker resident memory after the run, MiB.
+    pub rss_mib: f64,
+}
+
+/// One point of the workload-scale curve.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadPoint {
+    /// Workloads declared in the policy directory.
+    pub workloads: usize,
+    /// Seconds from spawning leash-broker to its first 200 on sys/health.
+    pub startup_secs: f64,
+    /// The read run.
+    pub run: RunStats,
+    /// leash-broker resident memory after the run, MiB.
+    pub rss_mib: f64,
+}
+
+/// Revoking one identity's leases, and when a second replica notices.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revocation {
+    /// How it was revoked.
+    pub method: String,
+    /// Live leases of the identity before.
+    pub leases: i64,
+    /// Of those, still live after the revoking call returned.
+    pub still_live_after: i64,
+    /// The revoking call's status.
+    pub status: u16,
+    /// From sending the revocation to its reply, ms.
+    pub revoke_ms: f64,
+    /// From the revocation's reply to the replica's first refusal of the
+    /// token, ms (negative if the replica refused first).
+    pub replica_refused_after_ms: Option<f64>,
+    /// The replica's poll interval (one request round trip), median ms.
+    pub replica_poll_rtt_ms: f64,
+}
+
+/// Everything one invocation measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `full`, `quick`, `smoke`.
+    pub mode: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// Wall time of the whole run, seconds.
+    pub wall_secs: f64,
+    /// The machine.
+    pub machine: Machine,
+    /// The settings that shaped the run.
+    pub settings: serde_json::Value,
+    /// The Leash mount reads are served from.
+    pub leash_mount: String,
+    /// Leash vs OpenBao.
+    pub compare: Vec<Cell>,
+    /// The storage ceiling.
+    pub storage: Option<Storage>,
+    /// Read p99 against live leases.
+    pub lease_scale: Vec<LeasePoint>,
+    /// Read p99 against declared workloads.
+    pub workload_scale: Vec<WorkloadPoint>,
+    /// Revocation.
+    pub revocation: Option<Revocation>,
+    /// Runs that were not clean, and phases that failed.
+    pub problems: Vec<String>,
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "n/a".into(), |x| format!("{x:.2}{unit}"))
+}
+
+fn flag(s: &Summary) -> &'static str {
+    if s.clean { "" } else { " !" }
+}
+
+impl Report {
+    /// The plain-text report.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            o,
+            "== leash-bench ({} mode, {}, {:.0} s)",
+            self.mode, self.started_at, self.wall_secs
+        );
+        let _ = writeln!(
+            o,
+            "machine: {} CPUs, {}, {} MiB RAM, Linux {}",
+            m.nproc, m.cpu_model, m.memory_mib, m.kernel
+        );
+        let _ = writeln!(
+            o,
+            "postgres: {} ({})",
+            m.postgres_version, m.postgres_settings
+        );
+        let _ = writeln!(o, "openbao: {}", m.openbao_version);
+        let _ = writeln!(o, "leash: {} ({})", m.leash_commit, m.leash_binary);
+        let _ = writeln!(o, "leash read mount: {}", self.leash_mount);
+        let _ = writeln!(o, "settings: {}", self.settings);
+        let _ = writeln!(
+            o,
+            "load generator: closed loop, one keep-alive HTTP/1.1 connection per caller, \
+             medians over interleaved rounds; ! = a run with errors or non-2xx answers"
+        );
+
+        if !self.compare.is_empty() {
+            let _ = writeln!(o, "\n-- Leash vs OpenBao (medians)");
+            let _ = writeln!(
+                o,
+                "{:<6} {:>5} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>7} {:>7} | {:>15}",
+                "work",
+                "conns",
+                "leash/s",
+                "p50 ms",
+                "p99 ms",
+                "bao/s",
+                "p50 ms",
+                "p99 ms",
+                "thr x",
+                "p99 x",
+                "cpu L/B/pg/gen"
+            );
+            for c in &self.compare {
+                let _ = writeln!(
+                    o,
+                    "{:<6} {:>5} | {:>10.0} {:>8.2} {:>8.2} | {:>10.0} {:>8.2} {:>8.2} | {:>7} {:>7} | {:.1}/{:.1}/{:.1}/{:.1}{}{}",
+                    c.workload,
+                    c.connections,
+                    c.leash.throughput,
+                    c.leash.p50_ms,
+                    c.leash.p99_ms,
+                    c.openbao.throughput,
+                    c.openbao.p50_ms,
+                    c.openbao.p99_ms,
+                    opt(c.throughput_ratio, ""),
+                    opt(c.p99_ratio, ""),
+                    c.leash.cpu.server,
+                    c.openbao.cpu.server,
+                    c.leash.cpu.postgres,
+                    c.leash.cpu.generator,
+                    flag(&c.leash),
+                    flag(&c.openbao),
+                );
+            }
+            let _ = writeln!(
+                o,
+                "thr x = Leash/OpenBao throughput; p99 x = Leash p99 / OpenBao p99; \
+                 cpu = cores used by leash-broker / bao / postgres (Leash runs) / the generator (Leash runs)"
+            );
+        }
+
+        if let Some(s) = &self.storage {
+            let c = &s.ceiling;
+            let _ = writeln!(
+                o,
+                "\n-- Storage ceiling (audit-shaped rows, {} connections)",
+                c.connections
+            );
+            let _ = writeln!(
+                o,
+                "batched ({} rows/txn): {:.0} rows/s; one row per txn: {:.0} rows/s",
+                c.batch_rows, c.batched_rows_per_sec, c.single_rows_per_sec
+            );
+            let _ = writeln!(
+                o,
+                "Leash reads at {} conns: {} /s = {} of the ceiling ({} rows per read: lease + audit)",
+                s.at_connections
+                    .map_or_else(|| "n/a".into(), |c| c.to_string()),
+                opt(s.leash_reads_per_sec, ""),
+                opt(s.percent_of_ceiling, "%"),
+                s.rows_per_read
+            );
+        }
+
+        if !self.lease_scale.is_empty() {
+            let _ = writeln!(o, "\n-- Lease scale (Leash reads)");
+            let _ = writeln!(
+                o,
+                "{:>10} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>9}",
+                "target",
+                "live before",
+                "live after",
+                "seed s",
+                "reads/s",
+                "p50 ms",
+                "p99 ms",
+                "RSS MiB"
+            );
+            for p in &self.lease_scale {
+                let _ = writeln!(
+                    o,
+                    "{:>10} {:>12} {:>12} {:>9.1} {:>10.0} {:>8.2} {:>8.2} {:>9.1}{}",
+                    p.target,
+                    p.live_before,
+                    p.live_after,
+                    p.seed_secs,
+                    p.run.throughput,
+                    p.run.p50_ms,
+                    p.run.p99_ms,
+                    p.rss_mib,
+                    if p.run.clean() { "" } else { " !" }
+                );
+            }
+            if let (Some(a), Some(b)) = (self.lease_scale.first(), self.lease_scale.last())
+                && a.run.p99_ms > 0.0
+            {
+                let _ = writeln!(
+                    o,
+                    "p99 at {} ÷ p99 at {}: {:.2}",
+                    b.target,
+                    a.target,
+                    b.run.p99_ms / a.run.p99_ms
+                );
+            }
+        }
+
+        if !self.workload_scale.is_empty() {
+            let _ = writeln!(o, "\n-- Workload scale (Leash reads)");
+            let _ = writeln!(
+                o,
+                "{:>10} {:>10} {:>10} {:>8} {:>8} {:>9}",
+                "workloads", "start s", "reads/s", "p50 ms", "p99 ms", "RSS MiB"
+            );
+            for p in &self.workload_scale {
+                let _ = writeln!(
+                    o,
+                    "{:>10} {:>10.2} {:>10.0} {:>8.2} {:>8.2} {:>9.1}{}",
+                    p.workloads,
+                    p.startup_secs,
+                    p.run.throughput,
+                    p.run.p50_ms,
+                    p.run.p99_ms,
+                    p.rss_mib,
+                    if p.run.clean() { "" } else { " !" }
+                );
+            }
+            if let (Some(a), Some(b)) = (self.workload_scale.first(), self.workload_scale.last())
+                && a.run.p99_ms > 0.0
+            {
+                let _ = writeln!(
+                    o,
+                    "p99 at {} ÷ p99 at {}: {:.2}",
+                    b.workloads,
+                    a.workloads,
+                    b.run.p99_ms / a.run.p99_ms
+                );
+            }
+        }
+
+        if let Some(r) = &self.revocation {
+            let _ = writeln!(o, "\n-- Revocation");
+            let _ = writeln!(
+                o,
+                "{}: {} leases, status {}, {:.1} ms; still live after: {}",
+                r.method, r.leases, r.status, r.revoke_ms, r.still_live_after
+            );
+            let _ = writeln!(
+                o,
+                "second replica refused the token {} after the reply (poll round trip {:.2} ms)",
+                opt(r.replica_refused_after_ms, " ms"),
+                r.replica_poll_rtt_ms
+            );
+        }
+
+        if self.problems.is_empty() {
+            let _ = writeln!(o, "\nproblems: none (every measured request got a 2xx)");
+        } else {
+            let _ = writeln!(o, "\nPROBLEMS:");
+            for p in &self.problems {
+                let _ = writeln!(o, "  - {p}");
+            }
+        }
+        o
+    }
+}
