@@ -141,37 +141,40 @@ impl App {
         let mut builtins = HashMap::new();
         let mut guards = HashMap::new();
         for m in &settings.mounts {
-            let external: Arc<dyn SecretBackend> =
-                match (m.kind, &m.vault, &m.aws) {
-                    (MountKind::Builtin, _, _) => {
-                        let file = settings
-                            .keys
-                            .builtin_key_file
-                            .as_deref()
-                            .context("keys.builtin_key_file is required by a builtin mount")?;
-                        let key = read_key(file, "keys.builtin_key_file")?;
-                        let b = Arc::new(
-                            BuiltinBackend::new(&m.path, store.clone(), &key, m.version)
-                                .context("keys.builtin_key_file")?,
-                        );
-                        builtins.insert(m.path.clone(), b.clone());
-                        backends.insert(m.path.clone(), b);
-                        continue;
-                    }
-                    (MountKind::Vault, Some(v), _) => Arc::new(
-                        VaultBackend::connect(&m.path, m.version, v.clone())
-                            .await
-                            .with_context(|| {
-                                format!("mount {:?}: cannot reach its OpenBao/Vault", m.path)
-                            })?,
-                    ),
-                    (MountKind::Aws, _, Some(a)) => {
-                        Arc::new(AwsBackend::connect(&m.path, a.clone()).await.with_context(
-                            || format!("mount {:?}: cannot set up AWS Secrets Manager", m.path),
-                        )?)
-                    }
-                    _ => bail!("mount {:?}: its settings section is missing", m.path),
-                };
+            let external: Arc<dyn SecretBackend> = match (m.kind, &m.vault, &m.aws) {
+                (MountKind::Builtin, _, _) => {
+                    let file = settings
+                        .keys
+                        .builtin_key_file
+                        .as_deref()
+                        .context("keys.builtin_key_file is required by a builtin mount")?;
+                    let key = read_key(file, "keys.builtin_key_file")?;
+                    let b = Arc::new(
+                        BuiltinBackend::new(&m.path, store.clone(), &key, m.version)
+                            .context("keys.builtin_key_file")?,
+                    );
+                    builtins.insert(m.path.clone(), b.clone());
+                    backends.insert(m.path.clone(), b);
+                    continue;
+                }
+                (MountKind::Vault, Some(v), _) => Arc::new(
+                    VaultBackend::connect(&m.path, m.version, v.clone())
+                        .await
+                        .with_context(|| {
+                            format!("mount {:?}: cannot reach its OpenBao/Vault", m.path)
+                        })?
+                        .with_writes(m.writable()),
+                ),
+                (MountKind::Aws, _, Some(a)) => Arc::new(
+                    AwsBackend::connect(&m.path, a.clone())
+                        .await
+                        .with_context(|| {
+                            format!("mount {:?}: cannot set up AWS Secrets Manager", m.path)
+                        })?
+                        .with_writes(m.writable()),
+                ),
+                _ => bail!("mount {:?}: its settings section is missing", m.path),
+            };
             let guarded = Arc::new(Guarded::new(external, m.cache.guard()));
             guards.insert(m.path.clone(), guarded.clone());
             backends.insert(m.path.clone(), guarded);

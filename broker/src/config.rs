@@ -218,6 +218,18 @@ pub struct MountSettings {
     /// `[mounts.cache]`: the guard in front of an external store.
     #[serde(default)]
     pub cache: CacheSettings,
+    /// Whether workloads may write through Leash (their policy still
+    /// decides each write). External stores (`vault`, `aws`) default to
+    /// `false`; the built-in store is always writable.
+    #[serde(default)]
+    pub writable: Option<bool>,
+}
+
+impl MountSettings {
+    /// Whether writes through Leash reach this mount's store.
+    pub fn writable(&self) -> bool {
+        self.writable.unwrap_or(self.kind == MountKind::Builtin)
+    }
 }
 
 /// `[mounts.cache]`: caching, retries and the circuit breaker of an
@@ -409,6 +421,12 @@ impl Settings {
                 return Err(format!(
                     "mounts: {:?} of kind {:?} needs exactly its own section ([mounts.vault] for vault, [mounts.aws] for aws, none for builtin); aws mounts are KV version 2",
                     m.path, m.kind
+                ));
+            }
+            if m.kind == MountKind::Builtin && m.writable == Some(false) {
+                return Err(format!(
+                    "mounts: {:?} is builtin, which is always writable; limit writes with policy capabilities",
+                    m.path
                 ));
             }
             if m.kind == MountKind::Builtin && self.keys.builtin_key_file.is_none() {

@@ -121,6 +121,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
             vault: None,
             aws: None,
             cache: Default::default(),
+            writable: None,
         }],
     })
 }

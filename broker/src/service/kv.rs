@@ -6,13 +6,25 @@
 //! out only after its lease row and audit row have committed; if the token
 //! was revoked while the read was in flight, the lease insert does not
 //! apply and the caller gets 403 instead of the value.
+//!
+//! Writes go where the mount keeps its secrets ([`WritePath`]). The
+//! built-in store's write is a mutation committed in the same transaction
+//! as the request's audit event. An external store (OpenBao/Vault, AWS)
+//! cannot join that transaction, so its write is audited ahead: the
+//! decision is committed first as an event of its own (status 202), and
+//! only then is the store called — if that commit fails the caller gets 503
+//! and nothing is sent upstream. The outcome is then the request's own
+//! event, under the same request id with the operation suffixed `.result`
+//! (`kv.write.result`). So an external write produces two linked events:
+//! the decision and the outcome. A value in a request body never reaches
+//! an event, a log line or an error.
 
 use std::sync::Arc;
 
-use leash_backend::{BackendError, SecretVersion};
+use leash_backend::{BackendError, SecretVersion, WriteOp, WritePath};
 use leash_backend::{SecretBackend, SecretData};
 use leash_domain::crypto::new_lease_suffix;
-use leash_domain::{LeaseRecord, Mutation, Refusal, WriteRule};
+use leash_domain::{CommitUnit, Decision, LeaseRecord, Mutation, Refusal, WriteRule};
 use leash_policy::{CanonicalPath, Capability, Grant, canonicalize};
 use serde::Deserialize;
 
@@ -82,6 +94,11 @@ fn backend_refusal(e: &BackendError) -> Refused {
         BackendError::Unavailable(_) => Refused::unavailable("secret store", e),
         BackendError::BadRequest(m) => Refused::bad_request(m.clone()),
         BackendError::ReadOnly => Refused::status(405, "this mount is read-only through Leash"),
+        BackendError::Unsupported(m) => Refused::status(405, *m),
+        BackendError::NotApplied(why) => {
+            let r = why.refusal(None);
+            Refused::status(r.status, r.reason).reason_is(why.as_str())
+        }
         BackendError::Upstream(_) => Refused::bad_gateway(e),
         BackendError::GrantMismatch | BackendError::Corrupt(_) => Refused::bad_gateway(e),
     }
@@ -258,6 +275,9 @@ impl Broker {
         };
         let (grant, rule, cas, value) = if patch {
             let grant = t.decide(Capability::Patch, req)?;
+            t.backend
+                .writes(WriteOp::Write)
+                .map_err(|e| backend_refusal(&e))?;
             let current = t
                 .backend
                 .read(&grant, None)
@@ -294,6 +314,34 @@ impl Broker {
             }
         };
         let value = SecretData::from_map(&value).map_err(|e| backend_refusal(&e))?;
+        let path = t
+            .backend
+            .writes(WriteOp::Write)
+            .map_err(|e| backend_refusal(&e))?;
+        if path == WritePath::Upstream {
+            self.write_ahead(ctx).await?;
+            let w = t
+                .backend
+                .write(&grant, &value, rule, cas)
+                .await
+                .map_err(|e| backend_refusal(&e))?;
+            return Ok(Pending::reply(match shape {
+                Shape::V1 => Reply::Empty { status: 204 },
+                Shape::V2 => Reply::json(
+                    200,
+                    &Envelope::data(
+                        &req.inc.request_id,
+                        KvMetadata {
+                            created_time: rfc3339(w.created_time),
+                            custom_metadata: None,
+                            deletion_time: String::new(),
+                            destroyed: false,
+                            version: w.version,
+                        },
+                    ),
+                ),
+            }));
+        }
         let mutation = t
             .backend
             .prepare_write(&grant, &value, rule, cas, req.now)
@@ -322,6 +370,18 @@ impl Broker {
         ctx.op("kv.delete");
         let t = self.kv_target(req, ctx, shape, false).await?;
         let grant = t.decide(Capability::Delete, req)?;
+        let path = t
+            .backend
+            .writes(WriteOp::Delete)
+            .map_err(|e| backend_refusal(&e))?;
+        if path == WritePath::Upstream {
+            self.write_ahead(ctx).await?;
+            t.backend
+                .delete(&grant)
+                .await
+                .map_err(|e| backend_refusal(&e))?;
+            return Ok(Pending::reply(Reply::Empty { status: 204 }));
+        }
         let mutation = t
             .backend
             .prepare_delete(&grant, req.now)
@@ -334,6 +394,23 @@ impl Broker {
                 reason: "permission denied".into(),
             },
         ))
+    }
+
+    /// Commits the decision to write to an external store as an event of
+    /// its own, before the store is called; the request's own event then
+    /// records the outcome (operation `<op>.result`, same request id).
+    /// No commit, no upstream write: the caller gets 503.
+    async fn write_ahead(&self, ctx: &mut AuditCtx) -> Result<(), Refused> {
+        let mut decision = ctx.event.clone();
+        decision.decision = Decision::Allowed;
+        decision.status = 202;
+        decision.reason = "allowed; the write to the external store follows".into();
+        self.committer
+            .commit(CommitUnit::event(decision))
+            .await
+            .map_err(|e| Refused::unavailable("audit log", &e))?;
+        ctx.event.operation = format!("{}.result", ctx.event.operation);
+        Ok(())
     }
 
     async fn kv_read(
@@ -505,11 +582,26 @@ impl Broker {
                 )
             })
             .collect();
+        // Named versions (AWS staging labels): stage → version number, as
+        // Vault's string-to-string custom metadata.
+        let stages: serde_json::Map<String, serde_json::Value> = versions
+            .iter()
+            .flat_map(|v| {
+                v.stages
+                    .iter()
+                    .map(|s| (s.clone(), serde_json::Value::from(v.version.to_string())))
+            })
+            .collect();
+        let custom = if stages.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Object(stages)
+        };
         let data = serde_json::json!({
             "cas_required": false,
             "created_time": rfc3339(first.created_time),
             "current_version": last.version,
-            "custom_metadata": null,
+            "custom_metadata": custom,
             "delete_version_after": "0s",
             "max_versions": 0,
             "oldest_version": first.version,

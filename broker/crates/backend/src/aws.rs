@@ -1,4 +1,5 @@
-//! AWS Secrets Manager behind a read-only, Vault-style KV v2 mount.
+//! AWS Secrets Manager behind a Vault-style KV v2 mount, read-only unless
+//! the operator made it `writable`.
 //!
 //! This module owns the mapping between the two models and every call to
 //! AWS: the secret named by a grant is `prefix` + the path under the mount;
@@ -7,7 +8,8 @@
 //! Secrets Manager versions (ids with staging labels) are shown as numbers
 //! `1..=n` in creation order up to the `AWSCURRENT` version, which is `n`;
 //! versions created after it (a rotation's `AWSPENDING`) stay hidden until
-//! they are promoted. Numbers are positional: when AWS drops a deprecated
+//! they are promoted. Each exposed version carries its staging labels
+//! (`AWSCURRENT`, `AWSPREVIOUS`, custom stages). Numbers are positional: when AWS drops a deprecated
 //! version, the numbers of the ones after it move down. Listing uses
 //! `ListSecrets` with a name-prefix filter, re-checked exactly (AWS matches
 //! loosely), and caches each folder's children briefly because `ListSecrets`
@@ -15,8 +17,16 @@
 //! (environment, profile or an operator-supplied credentials file, web
 //! identity, ECS, IMDS).
 //!
-//! Must never happen: a write or delete reaching AWS (the mount is
-//! read-only); a secret value outside [`SecretData`] once it leaves the SDK
+//! Writes (writable mounts only) store the data map as a JSON
+//! `SecretString`: `PutSecretValue` on an existing secret, `CreateSecret`
+//! for a new one. Check-and-set, create-only and update-only are checked
+//! against the version list right before the call: AWS has no conditional
+//! put, so this is not atomic against a writer that bypasses Leash or a
+//! concurrent write (documented). A delete is refused: AWS deletes whole
+//! secrets (with a recovery window), not versions.
+//!
+//! Must never happen: a write reaching AWS from a mount that is not
+//! writable, or a delete reaching AWS at all; a secret value outside [`SecretData`] once it leaves the SDK
 //! (in an error, a log line or a `Debug` output); an AWS error message or
 //! body copied into a [`BackendError`]; a call without a bound in time
 //! (each method as a whole is bounded by `timeout_secs`); a missing or
@@ -44,11 +54,14 @@ use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use leash_domain::{Mutation, WriteRule};
+use leash_domain::{Mutation, NotApplied, WriteRule};
 use leash_policy::{Capability, Grant};
 use zeroize::Zeroizing;
 
-use crate::{BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, granted_path};
+use crate::{
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
+    Written, granted_path,
+};
 
 /// The `Upstream` text for refused credentials or permissions.
 const PERMISSION_DENIED: &str = "permission denied upstream";
@@ -109,9 +122,10 @@ pub struct AwsSettings {
     pub credentials_file: Option<PathBuf>,
 }
 
-/// A read-only KV v2 mount backed by AWS Secrets Manager.
+/// A KV v2 mount backed by AWS Secrets Manager.
 pub struct AwsBackend {
     mount: String,
+    writable: bool,
     client: Client,
     prefix: String,
     timeout: Duration,
@@ -126,6 +140,7 @@ impl fmt::Debug for AwsBackend {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("list_ttl", &self.list_ttl)
+            .field("writable", &self.writable)
             .finish_non_exhaustive()
     }
 }
@@ -240,11 +255,98 @@ impl AwsBackend {
             .map_err(|_| unavailable("load configuration", "timed out"))?;
         Ok(Self {
             mount: mount.to_owned(),
+            writable: false,
             client: Client::new(&sdk),
             prefix: settings.prefix.unwrap_or_default(),
             timeout,
             list_ttl: Duration::from_secs(settings.list_cache_secs),
             list_cache: Mutex::new(ListCache::default()),
+        })
+    }
+
+    /// Lets workloads write through Leash (the operator's `writable =
+    /// true`); read-only otherwise. Deletes are never taken.
+    #[must_use]
+    pub fn with_writes(mut self, writable: bool) -> Self {
+        self.writable = writable;
+        self
+    }
+
+    /// Writes `data` as the secret's new current version, under `rule`
+    /// and `cas`, checked against the version list first (not atomic).
+    async fn write_inner(
+        &self,
+        name: &str,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        let exists = self.exists(name).await?;
+        let current = if exists {
+            self.versions(name).await?.map_or(0, |v| v.len())
+        } else {
+            0
+        };
+        let current = u64::try_from(current).unwrap_or(u64::MAX);
+        if let Some(cas) = cas
+            && cas != current
+        {
+            return Err(BackendError::NotApplied(NotApplied::CasMismatch));
+        }
+        match (rule, exists) {
+            (WriteRule::CreateOnly, true) => {
+                return Err(BackendError::NotApplied(NotApplied::AlreadyExists));
+            }
+            (WriteRule::UpdateOnly, false) => {
+                return Err(BackendError::NotApplied(NotApplied::Missing));
+            }
+            _ => {}
+        }
+        // The SDK's request buffers hold a copy of the value; like its
+        // response buffers, they are not zeroised.
+        if exists {
+            let r = self
+                .client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(data.expose_json())
+                .send()
+                .await;
+            if let Err(e) = r {
+                return Err(
+                    match classify("PutSecretValue", e, &["ResourceNotFoundException"]) {
+                        Failure::Missing => BackendError::NotApplied(NotApplied::CasMismatch),
+                        Failure::Error(e) => e,
+                    },
+                );
+            }
+        } else {
+            let r = self
+                .client
+                .create_secret()
+                .name(name)
+                .secret_string(data.expose_json())
+                .send()
+                .await;
+            if let Err(e) = r {
+                return Err(
+                    match classify("CreateSecret", e, &["ResourceExistsException"]) {
+                        // Created meanwhile by someone else.
+                        Failure::Missing => BackendError::NotApplied(NotApplied::CasMismatch),
+                        Failure::Error(e) => e,
+                    },
+                );
+            }
+        }
+        let versions = self.versions(name).await?.unwrap_or_default();
+        let Some(last) = versions.last() else {
+            return Err(BackendError::Upstream(
+                "the written version is missing from the version list".into(),
+            ));
+        };
+        Ok(Written {
+            version: u64::try_from(versions.len()).unwrap_or(u64::MAX),
+            created_time: last.created,
         })
     }
 
@@ -312,16 +414,13 @@ impl AwsBackend {
             };
             for v in out.versions.unwrap_or_default() {
                 let Some(id) = v.version_id else { continue };
-                let current = v
-                    .version_stages
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|s| s == "AWSCURRENT");
+                let stages = v.version_stages.unwrap_or_default();
+                let current = stages.iter().any(|s| s == "AWSCURRENT");
                 all.push(AwsVersion {
                     id,
                     created: to_chrono(v.created_date.as_ref()),
                     current,
+                    stages,
                 });
             }
             match out.next_token {
@@ -426,6 +525,7 @@ impl AwsBackend {
                     created_time: v.created,
                     deletion_time: None,
                     destroyed: false,
+                    stages: v.stages.clone(),
                 })
                 .collect(),
         ))
@@ -498,6 +598,8 @@ struct AwsVersion {
     id: String,
     created: DateTime<Utc>,
     current: bool,
+    /// Its staging labels.
+    stages: Vec<String>,
 }
 
 /// Orders by creation date (stable, so AWS's order breaks ties) and drops
@@ -774,7 +876,7 @@ impl SecretBackend for AwsBackend {
     ) -> Result<Option<SecretVersion>, BackendError> {
         let path = granted_path(grant, &self.mount, &[Capability::Read, Capability::Patch])?;
         // A patch reads before it writes; refuse before touching AWS.
-        if grant.capability() == Capability::Patch {
+        if grant.capability() == Capability::Patch && !self.writable {
             return Err(BackendError::ReadOnly);
         }
         let Some(name) = self.secret_name(path) else {
@@ -789,6 +891,49 @@ impl SecretBackend for AwsBackend {
             return Ok(None);
         };
         self.bounded("metadata", self.metadata_inner(&name)).await
+    }
+
+    fn writes(&self, op: WriteOp) -> Result<WritePath, BackendError> {
+        match (self.writable, op) {
+            (false, _) => Err(BackendError::ReadOnly),
+            (true, WriteOp::Write) => Ok(WritePath::Upstream),
+            (true, WriteOp::Delete) => Err(BackendError::Unsupported(
+                "deleting through Leash is not supported on an AWS Secrets Manager mount: \
+                 AWS deletes a whole secret, not a version; delete it in AWS",
+            )),
+        }
+    }
+
+    async fn write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        let path = granted_path(
+            grant,
+            &self.mount,
+            &[Capability::Create, Capability::Update, Capability::Patch],
+        )?;
+        if !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        let Some(name) = self.secret_name(path) else {
+            return Err(BackendError::BadRequest(
+                "invalid path: not a name AWS Secrets Manager accepts".into(),
+            ));
+        };
+        let r = self
+            .bounded("write", self.write_inner(&name, data, rule, cas))
+            .await;
+        // A new secret changes its folder's listing.
+        self.list_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .clear();
+        r
     }
 
     async fn prepare_write(
@@ -862,6 +1007,7 @@ mod tests {
             id: id.into(),
             created: t(s),
             current,
+            stages: Vec::new(),
         };
         let ordered = order_versions(vec![
             v("pending", 30, false),

@@ -19,7 +19,10 @@ use leash_policy::{Capability, Grant};
 use leash_store::Store;
 use zeroize::Zeroizing;
 
-use crate::{BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, granted_path};
+use crate::{
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
+    granted_path,
+};
 
 const NONCE_LEN: usize = 12;
 const SEAL_VERSION: u8 = 1;
@@ -192,9 +195,14 @@ impl SecretBackend for BuiltinBackend {
                     created_time: v.created_at,
                     deletion_time: v.deleted_at,
                     destroyed: v.destroyed,
+                    stages: Vec::new(),
                 })
                 .collect(),
         ))
+    }
+
+    fn writes(&self, _op: WriteOp) -> Result<WritePath, BackendError> {
+        Ok(WritePath::InTransaction)
     }
 
     async fn prepare_write(

@@ -7,9 +7,15 @@
 //! and bytes, expire after the mount's TTL (0 disables caching), and their
 //! values are zeroised when evicted (`SecretData` zeroises on drop).
 //!
+//! Writes through Leash go through the breaker but are never retried (a
+//! write is not idempotent: a timed-out one may have landed), and every
+//! write or delete attempt drops the cached values of its path, whatever
+//! its outcome. A patch reads its base from the store, never the cache.
+//!
 //! Must never happen: a cached value served for a grant that does not name
 //! exactly that path; a failure cached (only successes are); an open
-//! breaker turned into anything but `Unavailable` (fail closed).
+//! breaker turned into anything but `Unavailable` (fail closed); a write
+//! retried.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +27,10 @@ use leash_domain::{Mutation, WriteRule};
 use leash_policy::{Capability, Grant};
 use serde::Serialize;
 
-use crate::{BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, granted_path};
+use crate::{
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
+    Written, granted_path,
+};
 
 /// How a guard behaves.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +135,9 @@ pub struct Guarded {
     calls: AtomicU64,
     failures: AtomicU64,
     last_latency_ms: AtomicU64,
+    /// Bumped by every invalidation: a read that started before a write
+    /// does not cache what it fetched.
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -162,6 +174,7 @@ impl Guarded {
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_latency_ms: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -186,6 +199,7 @@ impl Guarded {
     /// Drops every cached value of `path` (after a write through Leash).
     pub fn invalidate(&self, path: &str) {
         let mut c = lock(&self.cache);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let keys: Vec<Key> = c.map.keys().filter(|(p, _)| p == path).cloned().collect();
         for k in &keys {
             c.remove(k);
@@ -230,7 +244,33 @@ impl Guarded {
     }
 
     /// Calls the store through the breaker, retrying `Unavailable`.
-    async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, BackendError>
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, BackendError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, BackendError>>,
+    {
+        self.call_with(self.settings.retries, f).await
+    }
+
+    /// Calls the store through the breaker, once (writes).
+    async fn call_once<T, Fut>(&self, f: Fut) -> Result<T, BackendError>
+    where
+        Fut: std::future::Future<Output = Result<T, BackendError>>,
+    {
+        let mut f = Some(f);
+        self.call_with(0, || {
+            let next = f.take();
+            async move {
+                match next {
+                    Some(fut) => fut.await,
+                    None => Err(BackendError::Upstream("a write is never retried".into())),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn call_with<T, F, Fut>(&self, retries: u32, mut f: F) -> Result<T, BackendError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, BackendError>>,
@@ -243,7 +283,7 @@ impl Guarded {
             let r = f().await;
             let unavailable = matches!(r, Err(BackendError::Unavailable(_)));
             self.record(!unavailable, started);
-            if !unavailable || attempt >= self.settings.retries {
+            if !unavailable || attempt >= retries {
                 return r;
             }
             attempt += 1;
@@ -268,12 +308,16 @@ impl Guarded {
         c.map.get(key).map(|e| e.version.clone())
     }
 
-    fn store(&self, key: Key, version: &SecretVersion) {
+    fn store(&self, key: Key, version: &SecretVersion, epoch: u64) {
         if self.settings.cache_ttl.is_zero() {
             return;
         }
         let bytes = version.data.as_ref().map_or(0, |d| d.expose_json().len()) + key.0.len();
         let mut c = lock(&self.cache);
+        // Checked under the cache lock, which `invalidate` also holds.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
         c.remove(&key);
         c.order.retain(|k| k != &key);
         c.bytes += bytes;
@@ -316,6 +360,10 @@ impl SecretBackend for Guarded {
             self.inner.mount(),
             &[Capability::Read, Capability::Patch],
         )?;
+        if grant.capability() == Capability::Patch {
+            // The base of a merge: always the store's current value.
+            return self.call(|| self.inner.read(grant, version)).await;
+        }
         let key: Key = (path.to_owned(), version);
         if let Some(v) = self.cached(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -329,9 +377,10 @@ impl SecretBackend for Guarded {
             return Ok(Some(v));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let r = self.call(|| self.inner.read(grant, version)).await;
         if let Ok(Some(v)) = &r {
-            self.store(key.clone(), v);
+            self.store(key.clone(), v, epoch);
         }
         drop(_turn);
         let mut inflight = lock(&self.inflight);
@@ -347,6 +396,38 @@ impl SecretBackend for Guarded {
 
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError> {
         self.call(|| self.inner.list(grant)).await
+    }
+
+    fn writes(&self, op: WriteOp) -> Result<WritePath, BackendError> {
+        self.inner.writes(op)
+    }
+
+    async fn write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        let path = granted_path(
+            grant,
+            self.inner.mount(),
+            &[Capability::Create, Capability::Update, Capability::Patch],
+        )?;
+        let r = self
+            .call_once(self.inner.write(grant, data, rule, cas))
+            .await;
+        // Whatever happened (a failed write may still have landed), the
+        // next read goes to the store.
+        self.invalidate(path);
+        r
+    }
+
+    async fn delete(&self, grant: &Grant) -> Result<(), BackendError> {
+        let path = granted_path(grant, self.inner.mount(), &[Capability::Delete])?;
+        let r = self.call_once(self.inner.delete(grant)).await;
+        self.invalidate(path);
+        r
     }
 
     async fn prepare_write(

@@ -17,7 +17,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use leash_domain::{Mutation, WriteRule};
+use leash_domain::{Mutation, NotApplied, WriteRule};
 use leash_policy::{Capability, Grant};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
@@ -45,10 +45,50 @@ pub enum BackendError {
     /// The mount does not accept writes through Leash.
     #[error("this mount is read-only through Leash")]
     ReadOnly,
+    /// The mount takes writes, but not this operation (the text says why
+    /// and is shown to the caller).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A write's condition failed in the store: check-and-set saw another
+    /// version, a create-only write found the secret, an update-only write
+    /// found none.
+    #[error("the write did not apply: {}", .0.as_str())]
+    NotApplied(NotApplied),
     /// The upstream store refused Leash's own credentials, or answered
     /// something Leash cannot use. Never shown to a caller in detail.
     #[error("the secret store rejected the request")]
     Upstream(String),
+}
+
+/// Which change a request asks of a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp {
+    /// A new version (write, or merge patch).
+    Write,
+    /// A soft delete of the latest version.
+    Delete,
+}
+
+/// Where a mount's writes happen, which decides the audit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritePath {
+    /// In Leash's own database, as a [`Mutation`] committed in the same
+    /// transaction as the request's audit event
+    /// ([`SecretBackend::prepare_write`], [`SecretBackend::prepare_delete`]).
+    InTransaction,
+    /// In an external store ([`SecretBackend::write`],
+    /// [`SecretBackend::delete`]): the broker commits the decision to the
+    /// audit log first, then calls upstream, then records the outcome.
+    Upstream,
+}
+
+/// What an upstream write created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The version number Leash exposes for it.
+    pub version: u64,
+    /// When the store says it was created.
+    pub created_time: DateTime<Utc>,
 }
 
 /// A secret's key/value map as JSON text, zeroised on drop (every clone
@@ -124,6 +164,9 @@ pub struct VersionInfo {
     pub deletion_time: Option<DateTime<Utc>>,
     /// Whether it was destroyed.
     pub destroyed: bool,
+    /// Names the store gives this version (AWS staging labels such as
+    /// `AWSCURRENT`); empty for stores without them.
+    pub stages: Vec<String>,
 }
 
 /// A store of secrets behind one mount.
@@ -167,6 +210,37 @@ pub trait SecretBackend: Send + Sync + 'static {
 
     /// Prepares the soft delete of the latest version (a `delete` grant).
     fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError>;
+
+    /// Whether and where this mount takes `op`: an error (`ReadOnly`,
+    /// `Unsupported`) when it does not. Asked after the policy decision and
+    /// before anything is committed or sent upstream.
+    fn writes(&self, op: WriteOp) -> Result<WritePath, BackendError> {
+        let _ = op;
+        Err(BackendError::ReadOnly)
+    }
+
+    /// Writes a new version of the secret the grant names (a `create`,
+    /// `update` or `patch` grant) in an external store, honouring `rule`
+    /// and check-and-set `cas` (0: the secret must not exist). Only for a
+    /// [`WritePath::Upstream`] mount, and only after the decision is in
+    /// the audit log. Never retried: a write is not idempotent.
+    async fn write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        let _ = (grant, data, rule, cas);
+        Err(BackendError::ReadOnly)
+    }
+
+    /// Soft-deletes the latest version in an external store (a `delete`
+    /// grant); same conditions as [`SecretBackend::write`].
+    async fn delete(&self, grant: &Grant) -> Result<(), BackendError> {
+        let _ = grant;
+        Err(BackendError::ReadOnly)
+    }
 
     /// Lists the folder the grant names: direct children, sub-folders
     /// ending in `/`. Empty when there is nothing.

@@ -1,11 +1,17 @@
-//! The OpenBao / HashiCorp Vault backend: one Leash mount served, read-only,
-//! from a KV v1 or v2 mount on an upstream server, through `vaultrs`.
+//! The OpenBao / HashiCorp Vault backend: one Leash mount served from a KV
+//! v1 or v2 mount on an upstream server, through `vaultrs` — read-only
+//! unless the operator made the mount `writable`.
 //!
 //! It owns: the upstream settings and their validation; Leash's own
 //! upstream token (read from a file, or obtained by AppRole login) and the
 //! background task that renews it at about two thirds of its TTL or logs in
 //! again; and the mapping of upstream answers onto [`SecretBackend`]
 //! results (outage → `Unavailable`, refusal → `Upstream`, 404 → absent).
+//! Writes (only on a writable mount): KV v2 create/update with
+//! check-and-set, soft delete of the latest version; KV v1 write and
+//! delete. Create-only and update-only writes are enforced with KV v2's
+//! check-and-set (atomic); on KV v1, which has none, by reading first (not
+//! atomic).
 //!
 //! Must never happen: a secret value anywhere but in [`SecretData`] (not in
 //! a log, a tracing field — those carry mount and path only — an error or a
@@ -14,7 +20,8 @@
 //! read that does not come from the grant; a token sent over plain HTTP to a
 //! non-loopback host, or to any host the operator did not name (redirects
 //! are never followed); a panic on any upstream answer; a lock held across
-//! an `.await`; an outage answered with anything but an error (fail closed).
+//! an `.await`; an outage answered with anything but an error (fail closed);
+//! a write or delete sent upstream from a mount that is not writable.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,7 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use leash_domain::{Mutation, WriteRule};
+use leash_domain::{Mutation, NotApplied, WriteRule};
 use leash_policy::{Capability, Grant};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -31,7 +38,7 @@ use serde_json::Value;
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use vaultrs::api::kv2::requests::ReadSecretRequest;
+use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequest, SetSecretRequestOptions};
 use vaultrs::api::kv2::responses::{
     ReadSecretMetadataResponse, ReadSecretResponse, SecretVersionMetadata,
 };
@@ -41,7 +48,10 @@ use vaultrs::client::VaultClientSettings;
 use vaultrs::error::ClientError;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, granted_path};
+use crate::{
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
+    Written, granted_path,
+};
 
 /// What a refused upstream call reports when Leash's token lacks access.
 const PERMISSION_DENIED: &str = "permission denied upstream";
@@ -302,6 +312,10 @@ enum Fault {
     Deleted(SecretVersionMetadata),
     /// Connection failure, timeout, 5xx, 429.
     Unavailable(String),
+    /// KV v2: a check-and-set write saw another version.
+    CasMismatch,
+    /// KV v2: the upstream mount requires check-and-set.
+    CasRequired,
     /// Anything else Leash cannot use; a safe, fixed description.
     Upstream(String),
 }
@@ -315,6 +329,10 @@ impl Fault {
                 BackendError::Upstream("unexpected deleted-version answer".to_owned())
             }
             Fault::Unavailable(m) => BackendError::Unavailable(Box::new(UpstreamFault(m))),
+            Fault::CasMismatch => BackendError::NotApplied(NotApplied::CasMismatch),
+            Fault::CasRequired => BackendError::BadRequest(
+                "check-and-set parameter required for this call".to_owned(),
+            ),
             Fault::Upstream(m) => BackendError::Upstream(m),
         }
     }
@@ -340,6 +358,21 @@ fn status_fault(code: u16, errors_empty: bool) -> Fault {
 /// Maps a vaultrs error. Bodies carried inside it are zeroised, never kept.
 fn classify(e: ClientError) -> Fault {
     match e {
+        // Vault's own fixed texts for check-and-set (never a value).
+        ClientError::APIError { code: 400, errors }
+            if errors
+                .iter()
+                .any(|e| e.contains("check-and-set parameter did not match")) =>
+        {
+            Fault::CasMismatch
+        }
+        ClientError::APIError { code: 400, errors }
+            if errors
+                .iter()
+                .any(|e| e.contains("check-and-set parameter required")) =>
+        {
+            Fault::CasRequired
+        }
         ClientError::APIError { code, errors } => status_fault(code, errors.is_empty()),
         ClientError::RestClientError { source } => classify_rest(source),
         ClientError::JsonParseError { .. }
@@ -568,11 +601,27 @@ impl vaultrs::client::Client for Call<'_> {
 
 /// One upstream operation.
 enum Op<'p> {
-    Kv2Read { path: &'p str, version: Option<u64> },
+    Kv2Read {
+        path: &'p str,
+        version: Option<u64>,
+    },
     Kv2Metadata(&'p str),
     Kv2List(&'p str),
     Kv1Read(&'p str),
     Kv1List(&'p str),
+    /// KV v2 write; `data` is scrubbed by the caller afterwards.
+    Kv2Write {
+        path: &'p str,
+        data: &'p Value,
+        cas: Option<u32>,
+    },
+    Kv2DeleteLatest(&'p str),
+    /// KV v1 write of the JSON object text.
+    Kv1Write {
+        path: &'p str,
+        json: &'p str,
+    },
+    Kv1Delete(&'p str),
     LookupSelf,
     RenewSelf,
 }
@@ -585,6 +634,8 @@ enum Reply {
     Kv1(Value),
     Lookup(LookupTokenResponse),
     Auth(AuthInfo),
+    Written(SecretVersionMetadata),
+    Done,
 }
 
 fn unexpected_reply() -> Fault {
@@ -724,6 +775,40 @@ impl Inner {
                 Op::Kv1List(path) => vaultrs::kv1::list(&call, m, path)
                     .await
                     .map(|r| Reply::Keys(r.data.keys)),
+                Op::Kv2Write { path, data, cas } => {
+                    let mut b = SetSecretRequest::builder();
+                    // The endpoint's copy of the value is vaultrs's buffer,
+                    // not zeroised (like the HTTP client's).
+                    b.mount(m).path(path).data(data.clone());
+                    if let Some(cas) = cas {
+                        b.options(SetSecretRequestOptions { cas });
+                    }
+                    let ep = b.build().map_err(|_| {
+                        Fault::Upstream("the upstream request could not be built".to_owned())
+                    })?;
+                    vaultrs::api::exec_with_result(&call, ep)
+                        .await
+                        .map(Reply::Written)
+                }
+                Op::Kv2DeleteLatest(path) => vaultrs::kv2::delete_latest(&call, m, path)
+                    .await
+                    .map(|()| Reply::Done),
+                Op::Kv1Write { path, json } => {
+                    let ep = vaultrs::api::kv1::requests::SetSecretRequest::builder()
+                        .mount(m)
+                        .path(path)
+                        .data(json.as_bytes().to_vec())
+                        .build()
+                        .map_err(|_| {
+                            Fault::Upstream("the upstream request could not be built".to_owned())
+                        })?;
+                    vaultrs::api::exec_with_empty(&call, ep)
+                        .await
+                        .map(|()| Reply::Done)
+                }
+                Op::Kv1Delete(path) => vaultrs::kv1::delete(&call, m, path)
+                    .await
+                    .map(|()| Reply::Done),
                 Op::LookupSelf => vaultrs::token::lookup_self(&call).await.map(Reply::Lookup),
                 Op::RenewSelf => vaultrs::token::renew_self(&call, None)
                     .await
@@ -1016,6 +1101,7 @@ impl Inner {
                         deletion_time: parse_deletion(&v.deletion_time)
                             .map_err(Fault::into_backend)?,
                         destroyed: v.destroyed,
+                        stages: Vec::new(),
                     });
                 }
                 out.sort_by_key(|v| v.version);
@@ -1023,6 +1109,120 @@ impl Inner {
             }
             Ok(_) => Err(unexpected_reply().into_backend()),
             Err(Fault::NotFound) => Ok(None),
+            Err(f) => Err(f.into_backend()),
+        }
+    }
+
+    /// The current version of a KV v2 secret (0 when it has none).
+    async fn current_version(&self, path: &str) -> Result<u64, BackendError> {
+        match self.run(Op::Kv2Metadata(path)).await {
+            Ok(Reply::Metadata(m)) => Ok(m.current_version),
+            Ok(_) => Err(unexpected_reply().into_backend()),
+            Err(Fault::NotFound) => Ok(0),
+            Err(f) => Err(f.into_backend()),
+        }
+    }
+
+    async fn write_v2(
+        &self,
+        path: &str,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        // Create-only and update-only ride on check-and-set, so the store
+        // enforces them atomically.
+        let cas = match (rule, cas) {
+            (WriteRule::Any, cas) => cas,
+            (WriteRule::CreateOnly, None | Some(0)) => Some(0),
+            (WriteRule::CreateOnly, Some(_)) => {
+                return Err(BackendError::NotApplied(NotApplied::AlreadyExists));
+            }
+            (WriteRule::UpdateOnly, Some(0)) => {
+                return Err(BackendError::NotApplied(NotApplied::Missing));
+            }
+            (WriteRule::UpdateOnly, Some(n)) => Some(n),
+            (WriteRule::UpdateOnly, None) => match self.current_version(path).await? {
+                0 => return Err(BackendError::NotApplied(NotApplied::Missing)),
+                n => Some(n),
+            },
+        };
+        let cas = cas
+            .map(u32::try_from)
+            .transpose()
+            .map_err(|_| BackendError::NotApplied(NotApplied::CasMismatch))?;
+        let mut value: Value = serde_json::from_str(data.expose_json())
+            .map_err(|_| BackendError::BadRequest("data must be a JSON object".to_owned()))?;
+        let r = self
+            .run(Op::Kv2Write {
+                path,
+                data: &value,
+                cas,
+            })
+            .await;
+        scrub(&mut value);
+        match r {
+            Ok(Reply::Written(meta)) => Ok(Written {
+                version: meta.version,
+                created_time: parse_time(&meta.created_time).map_err(Fault::into_backend)?,
+            }),
+            Ok(_) => Err(unexpected_reply().into_backend()),
+            Err(Fault::CasMismatch) if rule == WriteRule::CreateOnly => {
+                Err(BackendError::NotApplied(NotApplied::AlreadyExists))
+            }
+            Err(f) => Err(f.into_backend()),
+        }
+    }
+
+    async fn write_v1(
+        &self,
+        path: &str,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        if rule != WriteRule::Any || cas.is_some() {
+            // KV v1 has no condition to write under: checked first, which
+            // is not atomic (documented). Its one value is "version 1".
+            let exists = self.read_v1(path, None).await?.is_some();
+            match (rule, exists, cas) {
+                (_, true, Some(0)) | (_, false, Some(1..)) | (_, _, Some(2..)) => {
+                    return Err(BackendError::NotApplied(NotApplied::CasMismatch));
+                }
+                (WriteRule::CreateOnly, true, _) => {
+                    return Err(BackendError::NotApplied(NotApplied::AlreadyExists));
+                }
+                (WriteRule::UpdateOnly, false, _) => {
+                    return Err(BackendError::NotApplied(NotApplied::Missing));
+                }
+                _ => {}
+            }
+        }
+        match self
+            .run(Op::Kv1Write {
+                path,
+                json: data.expose_json(),
+            })
+            .await
+        {
+            Ok(Reply::Done) => Ok(Written {
+                version: 1,
+                created_time: Utc::now(),
+            }),
+            Ok(_) => Err(unexpected_reply().into_backend()),
+            Err(f) => Err(f.into_backend()),
+        }
+    }
+
+    async fn delete_latest(&self, path: &str) -> Result<(), BackendError> {
+        let op = if self.upstream_kv == 1 {
+            Op::Kv1Delete(path)
+        } else {
+            Op::Kv2DeleteLatest(path)
+        };
+        match self.run(op).await {
+            Ok(Reply::Done) | Err(Fault::NotFound) => Ok(()),
+            Ok(_) => Err(unexpected_reply().into_backend()),
             Err(f) => Err(f.into_backend()),
         }
     }
@@ -1093,10 +1293,11 @@ async fn upkeep(inner: Weak<Inner>, wake: Arc<Notify>) {
 // The backend
 // ---------------------------------------------------------------------------
 
-/// A read-only Leash mount backed by an OpenBao/Vault KV mount.
+/// A Leash mount backed by an OpenBao/Vault KV mount.
 pub struct VaultBackend {
     inner: Arc<Inner>,
     upkeep: JoinHandle<()>,
+    writable: bool,
 }
 
 impl fmt::Debug for VaultBackend {
@@ -1107,6 +1308,7 @@ impl fmt::Debug for VaultBackend {
             .field("upstream_mount", &self.inner.upstream_mount)
             .field("upstream_kv_version", &self.inner.upstream_kv)
             .field("auth", &self.inner.auth.name())
+            .field("writable", &self.writable)
             .finish_non_exhaustive()
     }
 }
@@ -1288,7 +1490,38 @@ impl VaultBackend {
             auth = inner.auth.name(),
             "vault backend connected"
         );
-        Ok(Self { inner, upkeep })
+        Ok(Self {
+            inner,
+            upkeep,
+            writable: false,
+        })
+    }
+
+    /// Lets workloads write and delete through Leash (the operator's
+    /// `writable = true`); read-only otherwise.
+    #[must_use]
+    pub fn with_writes(mut self, writable: bool) -> Self {
+        self.writable = writable;
+        self
+    }
+
+    /// The upstream path of a write or delete grant, checked.
+    fn write_target<'g>(
+        &self,
+        grant: &'g Grant,
+        caps: &[Capability],
+    ) -> Result<&'g str, BackendError> {
+        let path = granted_path(grant, &self.inner.mount, caps)?;
+        if !self.writable {
+            return Err(BackendError::ReadOnly);
+        }
+        if path.is_empty() || path.ends_with('/') {
+            return Err(BackendError::BadRequest(
+                "invalid path: a secret path cannot end in `/`".to_owned(),
+            ));
+        }
+        check_path(path)?;
+        Ok(path)
     }
 
     /// Checks the upstream and Leash's token there (lookup-self).
@@ -1342,7 +1575,7 @@ impl SecretBackend for VaultBackend {
             &self.inner.mount,
             &[Capability::Read, Capability::Patch],
         )?;
-        if grant.capability() == Capability::Patch {
+        if grant.capability() == Capability::Patch && !self.writable {
             // A patch reads to merge, then writes: refuse before reading.
             return Err(BackendError::ReadOnly);
         }
@@ -1373,11 +1606,45 @@ impl SecretBackend for VaultBackend {
                     created_time: v.created_time,
                     deletion_time: None,
                     destroyed: false,
+                    stages: Vec::new(),
                 }]
             }))
         } else {
             self.inner.metadata_v2(path).await
         }
+    }
+
+    fn writes(&self, _op: WriteOp) -> Result<WritePath, BackendError> {
+        if self.writable {
+            Ok(WritePath::Upstream)
+        } else {
+            Err(BackendError::ReadOnly)
+        }
+    }
+
+    async fn write(
+        &self,
+        grant: &Grant,
+        data: &SecretData,
+        rule: WriteRule,
+        cas: Option<u64>,
+    ) -> Result<Written, BackendError> {
+        let path = self.write_target(
+            grant,
+            &[Capability::Create, Capability::Update, Capability::Patch],
+        )?;
+        tracing::debug!(mount = %self.inner.mount, path, "upstream write");
+        if self.inner.upstream_kv == 1 {
+            self.inner.write_v1(path, data, rule, cas).await
+        } else {
+            self.inner.write_v2(path, data, rule, cas).await
+        }
+    }
+
+    async fn delete(&self, grant: &Grant) -> Result<(), BackendError> {
+        let path = self.write_target(grant, &[Capability::Delete])?;
+        tracing::debug!(mount = %self.inner.mount, path, "upstream delete");
+        self.inner.delete_latest(path).await
     }
 
     async fn prepare_write(

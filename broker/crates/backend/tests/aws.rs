@@ -18,8 +18,10 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::primitives::Blob;
 use chrono::Utc;
-use leash_backend::{AwsBackend, AwsSettings, BackendError, SecretBackend, SecretData};
-use leash_domain::WriteRule;
+use leash_backend::{
+    AwsBackend, AwsSettings, BackendError, SecretBackend, SecretData, WriteOp, WritePath,
+};
+use leash_domain::{NotApplied, WriteRule};
 use leash_policy::{Capability, Grant, canonicalize, unchecked_grant_for_tests};
 
 const REGION: &str = "us-east-1";
@@ -646,4 +648,179 @@ async fn unusable_credentials_are_an_upstream_refusal() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+fn data_of(v: serde_json::Value) -> SecretData {
+    SecretData::from_map(v.as_object().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn writes_when_writable_with_cas_and_named_stages() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(&dir);
+    let c = seeder(&moto.url());
+    put_string(&c, "prod/w/existing", r#"{"k":"v1"}"#).await;
+
+    // Read-only by default: nothing reaches AWS.
+    let ro = AwsBackend::connect("aws", settings(&moto.url(), &creds))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ro.writes(WriteOp::Write),
+        Err(BackendError::ReadOnly)
+    ));
+    let e = ro
+        .write(
+            &grant(Capability::Create, "aws/prod/w/new"),
+            &data_of(serde_json::json!({"k": "x"})),
+            WriteRule::Any,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::ReadOnly), "{e:?}");
+    assert!(
+        c.describe_secret()
+            .secret_id("prod/w/new")
+            .send()
+            .await
+            .is_err()
+    );
+
+    let b = AwsBackend::connect("aws", settings(&moto.url(), &creds))
+        .await
+        .unwrap()
+        .with_writes(true);
+    assert_eq!(b.writes(WriteOp::Write).unwrap(), WritePath::Upstream);
+    // Deletes are refused with a reason, never sent.
+    assert!(matches!(
+        b.writes(WriteOp::Delete),
+        Err(BackendError::Unsupported(_))
+    ));
+
+    // A new secret: CreateSecret, version 1, a JSON SecretString.
+    let w = b
+        .write(
+            &grant(Capability::Create, "aws/prod/w/new"),
+            &data_of(serde_json::json!({"user": "u", "password": "s3cr3t-new"})),
+            WriteRule::CreateOnly,
+            Some(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.version, 1);
+    let up = c
+        .get_secret_value()
+        .secret_id("prod/w/new")
+        .send()
+        .await
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(up.secret_string().unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({"user": "u", "password": "s3cr3t-new"})
+    );
+    // Create-only on an existing secret does not apply.
+    let e = b
+        .write(
+            &grant(Capability::Create, "aws/prod/w/existing"),
+            &data_of(serde_json::json!({"k": "x"})),
+            WriteRule::CreateOnly,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::AlreadyExists)),
+        "{e:?}"
+    );
+    // An existing secret: PutSecretValue, with cas = the current number.
+    let e = b
+        .write(
+            &grant(Capability::Update, "aws/prod/w/existing"),
+            &data_of(serde_json::json!({"k": "x"})),
+            WriteRule::Any,
+            Some(2),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::CasMismatch)),
+        "{e:?}"
+    );
+    let w = b
+        .write(
+            &grant(Capability::Update, "aws/prod/w/existing"),
+            &data_of(serde_json::json!({"k": "v2"})),
+            WriteRule::UpdateOnly,
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.version, 2);
+    assert_eq!(
+        read_json(&b, "aws/prod/w/existing", None).await,
+        (2, serde_json::json!({"k": "v2"}))
+    );
+    assert_eq!(
+        read_json(&b, "aws/prod/w/existing", Some(1)).await,
+        (1, serde_json::json!({"k": "v1"}))
+    );
+    // Update-only on a missing secret.
+    let e = b
+        .write(
+            &grant(Capability::Update, "aws/prod/w/missing"),
+            &data_of(serde_json::json!({"k": "x"})),
+            WriteRule::UpdateOnly,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::Missing)),
+        "{e:?}"
+    );
+
+    // Stages by name: AWSCURRENT, AWSPREVIOUS and a custom label.
+    let ids = c
+        .list_secret_version_ids()
+        .secret_id("prod/w/existing")
+        .send()
+        .await
+        .unwrap();
+    let previous = ids
+        .versions()
+        .iter()
+        .find(|v| v.version_stages().iter().any(|s| s == "AWSPREVIOUS"))
+        .and_then(|v| v.version_id())
+        .unwrap()
+        .to_owned();
+    c.update_secret_version_stage()
+        .secret_id("prod/w/existing")
+        .version_stage("blue")
+        .move_to_version_id(&previous)
+        .send()
+        .await
+        .unwrap();
+    let meta = b
+        .metadata(&read_grant("aws/prod/w/existing"))
+        .await
+        .unwrap()
+        .unwrap();
+    let stages: Vec<(u64, Vec<String>)> = meta
+        .iter()
+        .map(|v| {
+            let mut s = v.stages.clone();
+            s.sort();
+            (v.version, s)
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        vec![
+            (1, vec!["AWSPREVIOUS".to_owned(), "blue".to_owned()]),
+            (2, vec!["AWSCURRENT".to_owned()]),
+        ]
+    );
 }

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use leash_backend::vault::AppRoleAuth;
 use leash_backend::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VaultBackend, VaultSettings,
+    BackendError, SecretBackend, SecretData, SecretVersion, VaultBackend, VaultSettings, WriteOp,
+    WritePath,
 };
-use leash_domain::WriteRule;
+use leash_domain::{NotApplied, WriteRule};
 use leash_policy::{Capability, Grant, canonicalize, unchecked_grant_for_tests};
 use serde_json::{Value, json};
 
@@ -554,6 +555,167 @@ async fn kv_reads_lists_metadata_grants_and_read_only() {
     // Our events and vaultrs/rustify internals, at TRACE, were captured.
     assert!(logged.contains("upstream read") && logged.contains("Sending Request"));
     assert_clean(&logged, &[&token, &bao.root]);
+}
+
+/// A data map for a write.
+fn data_of(v: Value) -> leash_backend::SecretData {
+    leash_backend::SecretData::from_map(v.as_object().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn writes_reach_the_store_only_when_writable() {
+    let bao = Bao::start().await;
+    bao.seed().await;
+    let file = bao.write_file("root", &bao.root);
+    let ro = VaultBackend::connect("ext", 2, bao.settings("secret", 2, file.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ro.writes(WriteOp::Write),
+        Err(BackendError::ReadOnly)
+    ));
+    let e = ro
+        .write(
+            &grant(Capability::Create, "ext/w/a"),
+            &data_of(json!({"k": "S3CRET-no"})),
+            WriteRule::Any,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackendError::ReadOnly), "{e:?}");
+    let (status, _) = bao
+        .api_as(&bao.root, None, "GET", "secret/data/w/a", None)
+        .await;
+    assert_eq!(status, 404, "a read-only mount wrote upstream");
+
+    let b = VaultBackend::connect("ext", 2, bao.settings("secret", 2, file.clone()))
+        .await
+        .unwrap()
+        .with_writes(true);
+    assert_eq!(b.writes(WriteOp::Write).unwrap(), WritePath::Upstream);
+    assert_eq!(b.writes(WriteOp::Delete).unwrap(), WritePath::Upstream);
+    let w = |cap, rule, cas, v: Value| {
+        let b = &b;
+        async move {
+            b.write(&grant(cap, "ext/w/a"), &data_of(v), rule, cas)
+                .await
+        }
+    };
+    // Create-only through check-and-set 0; then it exists.
+    let one = w(
+        Capability::Create,
+        WriteRule::CreateOnly,
+        None,
+        json!({"k": "S3CRET-1"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(one.version, 1);
+    let e = w(
+        Capability::Create,
+        WriteRule::CreateOnly,
+        None,
+        json!({"k": "x"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::AlreadyExists)),
+        "{e:?}"
+    );
+    // Check-and-set: the right version applies, a stale one does not.
+    let two = w(
+        Capability::Update,
+        WriteRule::Any,
+        Some(1),
+        json!({"k": "S3CRET-2"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(two.version, 2);
+    let e = w(
+        Capability::Update,
+        WriteRule::Any,
+        Some(1),
+        json!({"k": "x"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::CasMismatch)),
+        "{e:?}"
+    );
+    // Update-only on a missing secret.
+    let e = b
+        .write(
+            &grant(Capability::Update, "ext/w/missing"),
+            &data_of(json!({"k": "x"})),
+            WriteRule::UpdateOnly,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::Missing)),
+        "{e:?}"
+    );
+    // Upstream holds what was written.
+    let up = bao.api("GET", "secret/data/w/a", None).await;
+    assert_eq!(up["data"]["data"], json!({"k": "S3CRET-2"}));
+    assert_eq!(up["data"]["metadata"]["version"], 2);
+    // A patch reads its base from a writable mount.
+    let base = b
+        .read(&grant(Capability::Patch, "ext/w/a"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(base.version, 2);
+    // Delete: the latest version is soft-deleted upstream.
+    b.delete(&grant(Capability::Delete, "ext/w/a"))
+        .await
+        .unwrap();
+    let (status, gone) = bao
+        .api_as(&bao.root, None, "GET", "secret/data/w/a", None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(gone["data"]["metadata"]["deletion_time"].as_str().unwrap() != "");
+
+    // KV v1 upstream: write and delete, conditions checked first.
+    let v1 = VaultBackend::connect("legacy", 1, bao.settings("kv1", 1, file))
+        .await
+        .unwrap()
+        .with_writes(true);
+    v1.write(
+        &grant(Capability::Create, "legacy/w/b"),
+        &data_of(json!({"k": "S3CRET-v1w"})),
+        WriteRule::CreateOnly,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bao.api("GET", "kv1/w/b", None).await["data"],
+        json!({"k": "S3CRET-v1w"})
+    );
+    let e = v1
+        .write(
+            &grant(Capability::Create, "legacy/w/b"),
+            &data_of(json!({"k": "x"})),
+            WriteRule::CreateOnly,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, BackendError::NotApplied(NotApplied::AlreadyExists)),
+        "{e:?}"
+    );
+    v1.delete(&grant(Capability::Delete, "legacy/w/b"))
+        .await
+        .unwrap();
+    let (status, _) = bao.api_as(&bao.root, None, "GET", "kv1/w/b", None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
