@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::committer::Committer;
 use crate::config::{MountKind, Settings};
 use crate::service::{Broker, PolicyHandle};
+use crate::sessions::{SessionCache, follow_revocations};
 
 /// A built, listening broker.
 pub struct App {
@@ -189,7 +190,13 @@ impl App {
             settings.audit.max_batch,
             settings.audit.commit_timeout,
         );
+        let sessions = Arc::new(SessionCache::new(
+            settings.sessions.cache_ttl,
+            settings.sessions.cache_entries,
+        ));
+        let follower = tokio::spawn(follow_revocations(store.clone(), sessions.clone()));
         let broker = Arc::new(Broker {
+            sessions,
             store: store.clone(),
             committer,
             policies: Arc::new(PolicyHandle::new(policies)),
@@ -241,7 +248,7 @@ impl App {
             max_body: settings.server.max_body_bytes,
             header_read_timeout: settings.server.header_read_timeout,
             builtins,
-            tasks: vec![reaper],
+            tasks: vec![reaper, follower],
         })
     }
 

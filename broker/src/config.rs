@@ -61,6 +61,9 @@ pub struct Settings {
     /// Lease housekeeping.
     #[serde(default)]
     pub leases: LeaseSettings,
+    /// The session cache.
+    #[serde(default)]
+    pub sessions: SessionSettings,
     /// JWT issuers workloads log in with.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -194,6 +197,29 @@ impl Default for LeaseSettings {
         Self {
             reap_interval: Duration::from_secs(60),
             keep_expired_for: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `[sessions]`: how long a replica may trust a token record it read,
+/// instead of reading it again. Revocations evict at once (the revoking
+/// replica before it replies, the others on PostgreSQL's announcement);
+/// `cache_ttl` bounds the trust even if an announcement is lost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Longest a cached token record is trusted; `0` disables the cache.
+    #[serde(with = "duration_str")]
+    pub cache_ttl: Duration,
+    /// Most token records cached.
+    pub cache_entries: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(1),
+            cache_entries: 100_000,
         }
     }
 }

@@ -109,6 +109,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
         },
         policies: PolicySettings { dir: policies },
         audit: AuditSettings::default(),
+        sessions: Default::default(),
         leases: LeaseSettings {
             reap_interval: Duration::from_secs(30),
             keep_expired_for: Duration::from_secs(600),

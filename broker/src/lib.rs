@@ -14,6 +14,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod service;
+pub mod sessions;
 pub mod telemetry;
 pub mod wire;
 

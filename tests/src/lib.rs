@@ -114,6 +114,8 @@ pub struct Options {
     pub shared_pg: Option<String>,
     /// Reuse these keys (another replica).
     pub shared_keys: Option<PathBuf>,
+    /// How long a cached token record is trusted (`[sessions] cache_ttl`).
+    pub session_ttl: Option<Duration>,
 }
 
 impl Default for Options {
@@ -127,6 +129,7 @@ impl Default for Options {
             header_read_timeout: None,
             shared_pg: None,
             shared_keys: None,
+            session_ttl: None,
         }
     }
 }
@@ -268,6 +271,9 @@ impl TestBroker {
         }
         if let Some(t) = opts.header_read_timeout {
             settings.server.header_read_timeout = t;
+        }
+        if let Some(t) = opts.session_ttl {
+            settings.sessions.cache_ttl = t;
         }
 
         let clock = opts.clock.clone();
@@ -601,5 +607,270 @@ impl Peer {
     /// `http://127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A real OpenBao dev server (`bao server -dev`) with `root_token`, on a
+/// free loopback port.
+pub async fn start_openbao(root_token: &str) -> Peer {
+    Peer::start(
+        repo_root().join(".tools/venv/bin/bao"),
+        &[
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={root_token}"),
+            "-dev-listen-address=127.0.0.1:{port}",
+        ],
+        "http://127.0.0.1:{port}/v1/sys/health",
+    )
+    .await
+}
+
+/// A real AWS emulator (`moto_server`) on a free loopback port.
+pub async fn start_moto() -> Peer {
+    Peer::start(
+        repo_root().join(".tools/venv/bin/moto_server"),
+        &["-H", "127.0.0.1", "-p", "{port}"],
+        "http://127.0.0.1:{port}/moto-api/",
+    )
+    .await
+}
+
+/// One Secrets Manager call on moto (JSON protocol, region
+/// `eu-central-1`, which moto reads from the unchecked credential scope):
+/// (status, answer).
+pub async fn moto_call(
+    moto: &Peer,
+    target: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(moto.addr())
+        .header("X-Amz-Target", format!("secretsmanager.{target}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20261126/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// One OpenBao API call with `token`: (status, answer).
+pub async fn bao_call(
+    bao: &Peer,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", bao.addr()))
+        .header("X-Vault-Token", token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The compose configuration (`compose/leash.toml`) run here, in process:
+/// Leash on a fresh PostgreSQL database in front of a real OpenBao and a
+/// real moto, with the addresses of this machine's processes in place of
+/// the compose service names.
+pub struct ExternalStack {
+    /// The OpenBao dev server behind mount `secret`.
+    pub bao: Peer,
+    /// Its root token (also Leash's upstream token here).
+    pub root_token: String,
+    /// The AWS emulator behind mount `aws`.
+    pub moto: Peer,
+    /// `http://127.0.0.1:PORT` of Leash.
+    pub addr: String,
+    /// A client without a token.
+    pub client: LeashClient,
+    /// The operator's client.
+    pub operator: LeashClient,
+    /// The dev issuer, to mint JWTs.
+    pub issuer: DevIssuer,
+    /// The audit database's URL.
+    pub store_url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _pg: PgDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl ExternalStack {
+    /// Starts OpenBao, moto and Leash with the policy files `policies`
+    /// (name, TOML); `tweak` may change the settings (e.g. `writable`).
+    pub async fn start(
+        policies: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Settings),
+    ) -> ExternalStack {
+        let root_token = format!("root-{}", random_b64(12).unwrap());
+        let bao = start_openbao(&root_token).await;
+        let moto = start_moto().await;
+        let pg = PgDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::create_dir_all(&policy_dir).unwrap();
+        for (name, text) in policies {
+            std::fs::write(policy_dir.join(name), text).unwrap();
+        }
+        for k in ["hash.key", "builtin.key", "operator.token"] {
+            std::fs::write(keys.join(k), random_b64(32).unwrap()).unwrap();
+        }
+        std::fs::write(keys.join("openbao.token"), &root_token).unwrap();
+        std::fs::write(
+            keys.join("aws-credentials"),
+            "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+        )
+        .unwrap();
+        let issuer = DevIssuer::load_or_create(&keys).unwrap();
+        let env = config_env(&pg.url, &keys, &policy_dir);
+        let mut settings = Settings::load(&repo_root().join("compose/leash.toml"), env).unwrap();
+        settings.issuers = vec![issuer.issuer_config()];
+        for m in &mut settings.mounts {
+            if let Some(v) = m.vault.as_mut() {
+                v.address = bao.addr();
+                v.token_file = Some(keys.join("openbao.token"));
+                v.timeout = Duration::from_secs(2);
+            }
+            if let Some(a) = m.aws.as_mut() {
+                a.endpoint_url = Some(moto.addr());
+                a.credentials_file = Some(keys.join("aws-credentials"));
+                a.timeout_secs = 2;
+            }
+        }
+        tweak(&mut settings);
+        let clock: Arc<dyn Clock> = Arc::new(leash_domain::SystemClock);
+        let app = App::build(&settings, clock).await.unwrap();
+        let addr = format!("http://{}", app.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        let client = LeashClient::new(&addr).unwrap();
+        let operator =
+            client.with_token(std::fs::read_to_string(keys.join("operator.token")).unwrap());
+        ExternalStack {
+            bao,
+            root_token,
+            moto,
+            addr,
+            client,
+            operator,
+            issuer,
+            store_url: pg.url.clone(),
+            stop: Some(stop),
+            server: Some(server),
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    /// Logs in as `workload` (JWT `sub` = the workload name) and returns
+    /// its token.
+    pub async fn login(&self, workload: &str) -> String {
+        let jwt = self
+            .issuer
+            .mint(
+                workload,
+                Duration::from_secs(600),
+                Default::default(),
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        self.client
+            .jwt_login(workload, &jwt)
+            .await
+            .unwrap()
+            .client_token
+    }
+
+    /// Stops Leash and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for ExternalStack {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A command-line tool's run: exit code, stdout, stderr.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// The exit code (-1 when killed).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl ToolRun {
+    /// Stdout as JSON; fails the test with the run's output otherwise.
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "{self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// Runs `program args` with a clean environment (PATH, a fresh HOME, and
+/// `env`), bounded to 60 s.
+pub async fn run_tool(program: &Path, args: &[&str], env: &[(&str, &str)]) -> ToolRun {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("LANG", "C.UTF-8")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(home.path())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not finish within 60 s", program.display()))
+        .unwrap();
+    ToolRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }

@@ -2,6 +2,8 @@
 //! and chain verification. Every call needs the operator token and is
 //! audited like any other request.
 
+use std::sync::atomic::Ordering;
+
 use leash_domain::audit::{ChainBreak, ChainVerifier};
 use leash_domain::{KeyedHasher, Mutation, Refusal};
 use leash_store::{Store, StoreError};
@@ -97,6 +99,27 @@ impl Broker {
         mounts
     }
 
+    fn session_status(&self) -> serde_json::Value {
+        let c = &self.sessions;
+        let st = c.stats();
+        serde_json::json!({
+            "listening": c.listening(),
+            "cached": c.len(),
+            "hits": st.hits.load(Ordering::Relaxed),
+            "misses": st.misses.load(Ordering::Relaxed),
+            "evictions": st.evictions.load(Ordering::Relaxed),
+        })
+    }
+
+    fn commit_status(&self) -> serde_json::Value {
+        let st = self.committer.stats();
+        serde_json::json!({
+            "batches": st.batches.load(Ordering::Relaxed),
+            "units": st.units.load(Ordering::Relaxed),
+            "failures": st.failures.load(Ordering::Relaxed),
+        })
+    }
+
     pub(crate) async fn admin(
         &self,
         req: &Req<'_>,
@@ -130,6 +153,8 @@ impl Broker {
                     "audit_events": stats.audit_events,
                     "audit_head_seq": head.map_or(0, |h| h.0),
                     "mounts": self.mount_status(),
+                    "sessions": self.session_status(),
+                    "commits": self.commit_status(),
                 });
                 Ok(Pending::reply(Self::envelope(req, data)))
             }

@@ -280,7 +280,7 @@ impl AuditCtx {
 
 /// A resolved, live token and the workload policy it runs under.
 pub(crate) struct Session {
-    pub(crate) token: TokenRecord,
+    pub(crate) token: Arc<TokenRecord>,
     pub(crate) policies: Arc<PolicySet>,
 }
 
@@ -350,6 +350,8 @@ pub struct Broker {
     pub(crate) operator: Digest,
     /// The guards of external stores, for health and metrics.
     pub(crate) guards: HashMap<String, Arc<leash_backend::Guarded>>,
+    /// Token records read recently.
+    pub(crate) sessions: Arc<crate::sessions::SessionCache>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -481,12 +483,24 @@ impl Broker {
                 let request_id = ctx.event.request_id.clone();
                 let time = ctx.event.time;
                 let fallback = p.refusal.clone();
+                let revoked = match &p.mutation {
+                    Some(Mutation::RevokeToken { token, .. }) => Some(*token),
+                    _ => None,
+                };
                 let unit = CommitUnit {
                     mutation: p.mutation,
                     event: ctx.event,
                     on_refusal: p.refusal,
                 };
-                match self.committer.commit(unit).await {
+                let committed = self.committer.commit(unit).await;
+                // Before the reply: this replica's next request must not
+                // find the revoked token in its cache. (Others evict on the
+                // announcement the commit carried.) Also on a failed
+                // commit, which may have committed after all.
+                if let Some(token) = revoked {
+                    self.sessions.evict(&token);
+                }
+                match committed {
                     Ok(c) => match (c.outcome, p.then) {
                         (Outcome::NotApplied(why), _) => {
                             let r = why.refusal(fallback.as_ref());
@@ -649,12 +663,23 @@ impl Broker {
             .as_ref()
             .ok_or_else(|| Refused::denied("missing token"))?;
         let digest = self.hasher.token(token);
-        let record = self
-            .store
-            .token(&digest)
-            .await
-            .map_err(|e| Refused::unavailable("state store", &e))?
-            .ok_or_else(|| Refused::denied("unknown token"))?;
+        let cached = self.sessions.get(&digest, req.now);
+        self.sessions.count(cached.is_some());
+        let record = match cached {
+            Some(r) => r,
+            None => {
+                let epoch = self.sessions.epoch();
+                let r = Arc::new(
+                    self.store
+                        .token(&digest)
+                        .await
+                        .map_err(|e| Refused::unavailable("state store", &e))?
+                        .ok_or_else(|| Refused::denied("unknown token"))?,
+                );
+                self.sessions.put(r.clone(), epoch, req.now);
+                r
+            }
+        };
         ctx.session(&record);
         if record.revoked_at.is_some() {
             return Err(Refused::denied("token revoked"));

@@ -24,6 +24,7 @@ use serde::Serialize;
 
 mod codec;
 mod error;
+mod feed;
 mod kv;
 mod postgres;
 mod shared;
@@ -31,6 +32,7 @@ mod sql;
 mod sqlite;
 
 pub use error::{BoxError, StoreError};
+pub use feed::{Revocation, RevocationFeed};
 pub use kv::{KvVersion, KvVersionMeta};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -55,6 +57,14 @@ pub trait Store: Send + Sync + 'static {
     /// [`Committed`] per unit, in the same order. On any error nothing is
     /// committed.
     async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError>;
+
+    /// Subscribes to the revocations that any replica sharing this database
+    /// commits (each mutation that revokes a token announces it in its own
+    /// transaction, so the announcement is delivered if and only if the
+    /// revocation commits). `None` when no other process writes this
+    /// database (SQLite): the committing process is the only one to tell.
+    /// When `Ok(Some(_))` returns, the subscription is active.
+    async fn subscribe(&self) -> Result<Option<RevocationFeed>, StoreError>;
 
     /// The token with this digest, revoked or not.
     async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError>;

@@ -24,7 +24,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::codec::{ChainedEvent, EventColumns, LeaseColumns, TokenColumns};
-use crate::{PoolOptions, StoreError};
+use crate::{PoolOptions, Revocation, RevocationFeed, StoreError, feed};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 
@@ -194,6 +194,20 @@ async fn insert_events(conn: &mut PgConnection, events: &[ChainedEvent]) -> Resu
     Ok(())
 }
 
+async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreError> {
+    // Delivered when (and only if) this transaction commits.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(feed::CHANNEL)
+        .bind(r.payload())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn subscribe(store: &PgStore) -> Result<Option<RevocationFeed>, StoreError> {
+    Ok(Some(RevocationFeed::listen(&store.pool).await?))
+}
+
 crate::shared::store_backend! {
     store: PgStore,
     kind: "postgres",
@@ -209,4 +223,6 @@ crate::shared::store_backend! {
     insert_tokens: insert_tokens,
     insert_leases: insert_leases,
     insert_events: insert_events,
+    announce: announce,
+    subscribe: subscribe,
 }

@@ -44,6 +44,9 @@
 ///   `insert_leases(conn, &[&LeaseRecord]) -> Vec<bool>` (whether each
 ///   lease was inserted: only while its token is live), and
 ///   `insert_events(conn, &[ChainedEvent])`.
+/// - `announce`: `announce(conn, &Revocation)`, called in the transaction
+///   of every mutation that revokes a token.
+/// - `subscribe`: `subscribe(&store)`, what [`Store::subscribe`] returns.
 macro_rules! store_backend {
     (
         store: $store:ty,
@@ -59,7 +62,9 @@ macro_rules! store_backend {
         renew_token: $renew_token:expr,
         insert_tokens: $insert_tokens:path,
         insert_leases: $insert_leases:path,
-        insert_events: $insert_events:path $(,)?
+        insert_events: $insert_events:path,
+        announce: $announce:path,
+        subscribe: $subscribe:path $(,)?
     ) => {
         // An anonymous const is a block: its imports stay out of the
         // backend module, while the impl in it applies crate-wide, and the
@@ -166,6 +171,7 @@ macro_rules! store_backend {
                         Outcome::Applied { affected: n }
                     }
                     Mutation::RevokeToken { token, now } => {
+                        $announce(&mut *conn, &$crate::Revocation::Token(*token)).await?;
                         sqlx::query(sql::REVOKE_TOKEN)
                             .bind(&token.0[..])
                             .bind(micros(*now))
@@ -372,6 +378,10 @@ macro_rules! store_backend {
                         .await?;
                     tx.commit().await?;
                     Ok(out)
+                }
+
+                async fn subscribe(&self) -> Result<Option<$crate::RevocationFeed>, StoreError> {
+                    $subscribe(self).await
                 }
 
                 async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {

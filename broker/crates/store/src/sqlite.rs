@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 };
 
 use crate::codec::{self, ChainedEvent, micros};
-use crate::{PoolOptions, StoreError, sql};
+use crate::{PoolOptions, Revocation, RevocationFeed, StoreError, sql};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/sqlite");
 
@@ -197,6 +197,16 @@ async fn insert_events(
     Ok(())
 }
 
+/// One process writes a SQLite file: the committing process evicts its own
+/// cache, and there is no one else to tell.
+async fn announce(_conn: &mut SqliteConnection, _r: &Revocation) -> Result<(), StoreError> {
+    Ok(())
+}
+
+async fn subscribe(_store: &SqliteStore) -> Result<Option<RevocationFeed>, StoreError> {
+    Ok(None)
+}
+
 crate::shared::store_backend! {
     store: SqliteStore,
     kind: "sqlite",
@@ -211,4 +221,6 @@ crate::shared::store_backend! {
     insert_tokens: insert_tokens,
     insert_leases: insert_leases,
     insert_events: insert_events,
+    announce: announce,
+    subscribe: subscribe,
 }
