@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use leash_domain::crypto::Digest;
-use leash_domain::records::TokenRecord;
+use leash_domain::records::{Mutation, TokenRecord, TokenSelector};
 use leash_store::{Revocation, Store};
 
 struct Entry {
@@ -168,6 +168,35 @@ impl SessionCache {
         self.stats.evictions.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Forgets every token of `workload`.
+    pub fn evict_workload(&self, workload: &str) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        map.retain(|_, e| e.record.workload != workload);
+        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets what `m` revokes, if it revokes tokens.
+    pub fn evict_for(&self, m: &Mutation) {
+        match m {
+            Mutation::RevokeToken { token, .. } => self.evict(token),
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Workload(w),
+                ..
+            } => self.evict_workload(w),
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Accessor(a),
+                ..
+            } => {
+                let mut map = self.lock();
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                map.retain(|_, e| e.record.accessor != *a);
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         let mut map = self.lock();
@@ -187,6 +216,7 @@ impl SessionCache {
     pub fn apply(&self, r: &Revocation) {
         match r {
             Revocation::Token(d) => self.evict(d),
+            Revocation::Workload(w) => self.evict_workload(w),
             Revocation::Unknown => self.clear(),
         }
     }

@@ -177,3 +177,57 @@ async fn a_lost_announcement_connection_turns_the_cache_off_until_it_is_back() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_revokes_a_workload_or_an_identity_on_every_replica() {
+    let a = TestBroker::start(Db::Postgres).await;
+    let b = replica(&a, Duration::from_secs(3600)).await;
+    until_listening(&b).await;
+    // Two sessions of the workload, used (and cached) on B.
+    let w1 = b.login("payments-api").await;
+    let w2 = b.login("payments-api").await;
+    for w in [&w1, &w2] {
+        w.kv_read("secret", "payments/db", None).await.unwrap();
+        assert_eq!(lookup_status(w).await, 200);
+    }
+    // One identity first, by the accessor its audit events carry.
+    let accessor = w1.token_lookup_self().await.unwrap().accessor;
+    let n = a.operator().admin_revoke_accessor(&accessor).await.unwrap();
+    assert_eq!(n, 2, "its token and its lease");
+    assert!(
+        eventually(Duration::from_secs(1), || lookup_status_is(&w1, 403)).await,
+        "B kept the revoked identity"
+    );
+    assert_eq!(lookup_status(&w2).await, 200);
+    // Then the whole workload.
+    let n = a
+        .operator()
+        .admin_revoke_workload("payments-api")
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(eventually(Duration::from_secs(1), || lookup_status_is(&w2, 403)).await);
+    let r = w2
+        .raw("GET", "/v1/secret/data/payments/db", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    // Bad input is a clear, audited 400.
+    let r = a
+        .operator()
+        .raw(
+            "POST",
+            "/v1/leash/leases/revoke",
+            Some(serde_json::json!({"workload": "a", "accessor": "b"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(a.verify_chain().await.ok);
+    b.stop().await;
+    a.stop().await;
+}
+
+async fn lookup_status_is(c: &LeashClient, status: u16) -> bool {
+    lookup_status(c).await == status
+}

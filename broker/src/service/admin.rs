@@ -4,8 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
+use leash_domain::audit::escape_untrusted;
 use leash_domain::audit::{ChainBreak, ChainVerifier};
-use leash_domain::{KeyedHasher, Mutation, Refusal};
+use leash_domain::{KeyedHasher, Mutation, Refusal, TokenSelector};
 use leash_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,10 @@ struct RevokeBody {
     lease_id: Option<String>,
     #[serde(default)]
     prefix: Option<String>,
+    #[serde(default)]
+    accessor: Option<String>,
+    #[serde(default)]
+    workload: Option<String>,
 }
 
 /// The result of verifying the audit chain.
@@ -161,28 +166,46 @@ impl Broker {
             ["leash", "leases", "revoke"] => {
                 Self::require_method(req, &["POST", "PUT"])?;
                 let body: RevokeBody = req.json()?;
-                let mutation = match (body.lease_id, body.prefix) {
-                    (Some(id), None) if !id.is_empty() => {
-                        let hash = self.hasher.lease(&id);
-                        ctx.lease(&hash);
-                        Mutation::RevokeLease {
-                            lease: hash,
-                            owner: None,
-                            now: req.now,
-                        }
+                let given = [&body.lease_id, &body.prefix, &body.accessor, &body.workload]
+                    .iter()
+                    .filter(|v| v.as_deref().is_some_and(|s| !s.is_empty()))
+                    .count();
+                if given != 1 {
+                    return Err(Refused::bad_request(
+                        "give exactly one of lease_id, prefix, accessor or workload",
+                    ));
+                }
+                let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+                let mutation = if let Some(id) = nonempty(body.lease_id) {
+                    let hash = self.hasher.lease(&id);
+                    ctx.lease(&hash);
+                    Mutation::RevokeLease {
+                        lease: hash,
+                        owner: None,
+                        now: req.now,
                     }
-                    (None, Some(prefix)) if !prefix.is_empty() => {
-                        ctx.path(&leash_domain::audit::escape_untrusted(&prefix, 512));
-                        Mutation::RevokeLeasePrefix {
-                            prefix,
-                            owner: None,
-                            now: req.now,
-                        }
+                } else if let Some(prefix) = nonempty(body.prefix) {
+                    ctx.path(&escape_untrusted(&prefix, 512));
+                    Mutation::RevokeLeasePrefix {
+                        prefix,
+                        owner: None,
+                        now: req.now,
                     }
-                    _ => {
-                        return Err(Refused::bad_request(
-                            "give exactly one of lease_id or prefix",
-                        ));
+                } else if let Some(a) = nonempty(body.accessor) {
+                    ctx.path(&format!("accessor:{}", escape_untrusted(&a, 128)));
+                    Mutation::RevokeTokens {
+                        selector: TokenSelector::Accessor(a),
+                        now: req.now,
+                    }
+                } else {
+                    let w = nonempty(body.workload).unwrap_or_default();
+                    if w.len() > 128 || !w.bytes().all(|b| b.is_ascii_graphic()) {
+                        return Err(Refused::bad_request("invalid workload name"));
+                    }
+                    ctx.path(&format!("workload:{w}"));
+                    Mutation::RevokeTokens {
+                        selector: TokenSelector::Workload(w),
+                        now: req.now,
                     }
                 };
                 Ok(Pending::mutate(

@@ -483,8 +483,10 @@ impl Broker {
                 let request_id = ctx.event.request_id.clone();
                 let time = ctx.event.time;
                 let fallback = p.refusal.clone();
-                let revoked = match &p.mutation {
-                    Some(Mutation::RevokeToken { token, .. }) => Some(*token),
+                let revokes = match &p.mutation {
+                    Some(m @ (Mutation::RevokeToken { .. } | Mutation::RevokeTokens { .. })) => {
+                        Some(m.clone())
+                    }
                     _ => None,
                 };
                 let unit = CommitUnit {
@@ -497,8 +499,8 @@ impl Broker {
                 // find the revoked token in its cache. (Others evict on the
                 // announcement the commit carried.) Also on a failed
                 // commit, which may have committed after all.
-                if let Some(token) = revoked {
-                    self.sessions.evict(&token);
+                if let Some(m) = &revokes {
+                    self.sessions.evict_for(m);
                 }
                 match committed {
                     Ok(c) => match (c.outcome, p.then) {

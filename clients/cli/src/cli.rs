@@ -70,6 +70,21 @@ pub enum Command {
     /// Read and verify the audit log (operator token).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Revoke every token, and every lease, of one identity (a token
+    /// accessor, as audit events name it) or of a whole workload, on every
+    /// replica (operator token).
+    Revoke {
+        /// The accessor of the token to revoke.
+        #[arg(
+            long,
+            required_unless_present = "workload",
+            conflicts_with = "workload"
+        )]
+        accessor: Option<String>,
+        /// Revoke every token of this workload.
+        #[arg(long)]
+        workload: Option<String>,
+    },
 }
 
 /// Login methods.
@@ -286,6 +301,15 @@ mod tests {
             })
         ));
         assert!(parse(&["lease", "revoke"]).is_err());
+        assert!(parse(&["revoke"]).is_err());
+        assert!(parse(&["revoke", "--accessor", "a", "--workload", "w"]).is_err());
+        assert!(matches!(
+            parse(&["revoke", "--workload", "w"]).unwrap().command,
+            Command::Revoke {
+                workload: Some(_),
+                accessor: None
+            }
+        ));
         assert!(parse(&["lease", "revoke", "l1", "--prefix", "p"]).is_err());
 
         let cli = parse(&["token", "renew", "--increment", "10"]).unwrap();

@@ -115,6 +115,24 @@ async fn execute(cli: Cli, c: &mut Console<'_>) -> Result<Exit, CliError> {
         Command::Lease(cmd) => lease_cmd(cmd, &client, fmt, c).await,
         Command::Token(cmd) => token_cmd(cmd, &client, fmt, c).await,
         Command::Audit(cmd) => audit_cmd(cmd, &client, fmt, c).await,
+        Command::Revoke { accessor, workload } => {
+            let n = match (accessor, workload) {
+                (Some(a), None) => client.admin_revoke_accessor(&a).await?,
+                (None, Some(w)) => client.admin_revoke_workload(&w).await?,
+                _ => {
+                    return Err(CliError::Usage(
+                        "give either --accessor or --workload".into(),
+                    ));
+                }
+            };
+            print(
+                c,
+                fmt,
+                || format!("revoked {n} token(s) and lease(s)\n"),
+                || json!({ "revoked": n }),
+            )
+            .map(|()| Exit::Ok)
+        }
     }
 }
 

@@ -330,6 +330,20 @@ impl LeashClient {
         self.admin_revoke(json!({ "prefix": prefix })).await
     }
 
+    /// `POST /v1/leash/leases/revoke` `{"accessor"}`: revokes the token with
+    /// this accessor and all its leases, on every replica. Returns how many
+    /// tokens and leases were revoked.
+    pub async fn admin_revoke_accessor(&self, accessor: &str) -> Result<u64, ClientError> {
+        self.admin_revoke(json!({ "accessor": accessor })).await
+    }
+
+    /// `POST /v1/leash/leases/revoke` `{"workload"}`: revokes every token of
+    /// the workload and all their leases, on every replica. Returns how many
+    /// tokens and leases were revoked.
+    pub async fn admin_revoke_workload(&self, workload: &str) -> Result<u64, ClientError> {
+        self.admin_revoke(json!({ "workload": workload })).await
+    }
+
     async fn admin_revoke(&self, body: Value) -> Result<u64, ClientError> {
         let env: Envelope<Revoked> = self
             .envelope(

@@ -14,5 +14,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{Digest, KeyError, KeyedHasher, SecretToken};
 pub use records::{
     CommitUnit, Committed, LeaseRecord, Mutation, NotApplied, Outcome, Refusal, TokenRecord,
-    WriteRule,
+    TokenSelector, WriteRule,
 };

@@ -192,6 +192,23 @@ pub enum Mutation {
         /// The time of the request.
         now: DateTime<Utc>,
     },
+    /// Revoke every live token a selector picks, and all their leases (an
+    /// operator's answer to a compromised identity or workload).
+    RevokeTokens {
+        /// Which tokens.
+        selector: TokenSelector,
+        /// The time of the request.
+        now: DateTime<Utc>,
+    },
+}
+
+/// Which tokens an operator revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSelector {
+    /// The token with this accessor (one identity's session).
+    Accessor(String),
+    /// Every token of this workload.
+    Workload(String),
 }
 
 /// Why a conditional mutation did not apply.

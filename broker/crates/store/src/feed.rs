@@ -20,6 +20,8 @@ pub(crate) const CHANNEL: &str = "leash_revocations";
 pub enum Revocation {
     /// The token with this digest (and its leases).
     Token(Digest),
+    /// Every token of this workload.
+    Workload(String),
     /// An announcement this version does not understand: the subscriber
     /// must assume any token may have been revoked.
     Unknown,
@@ -30,11 +32,15 @@ impl Revocation {
     pub(crate) fn payload(&self) -> String {
         match self {
             Revocation::Token(d) => format!("token:{}", d.to_hex()),
+            Revocation::Workload(w) => format!("workload:{w}"),
             Revocation::Unknown => "unknown".to_owned(),
         }
     }
 
     fn parse(payload: &str) -> Self {
+        if let Some(w) = payload.strip_prefix("workload:") {
+            return Revocation::Workload(w.to_owned());
+        }
         payload
             .strip_prefix("token:")
             .and_then(Digest::from_hex)
@@ -85,7 +91,8 @@ mod tests {
         let r = Revocation::Token(d);
         assert_eq!(Revocation::parse(&r.payload()), r);
         assert_eq!(Revocation::parse("token:zz"), Revocation::Unknown);
-        assert_eq!(Revocation::parse("workload:x"), Revocation::Unknown);
+        let w = Revocation::Workload("payments-api".into());
+        assert_eq!(Revocation::parse(&w.payload()), w);
         assert_eq!(Revocation::parse(""), Revocation::Unknown);
     }
 }

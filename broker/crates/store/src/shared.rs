@@ -76,7 +76,7 @@ macro_rules! store_backend {
             use leash_domain::crypto::Digest;
             use leash_domain::records::{
                 CommitUnit, Committed, LeaseRecord, Mutation, NotApplied, Outcome, TokenRecord,
-                WriteRule,
+                TokenSelector, WriteRule,
             };
 
             use $crate::codec::{self, ChainedEvent, micros};
@@ -183,6 +183,48 @@ macro_rules! store_backend {
                             .execute(&mut *conn)
                             .await?
                             .rows_affected();
+                        Outcome::Applied { affected: n }
+                    }
+                    Mutation::RevokeTokens { selector, now } => {
+                        let now = micros(*now);
+                        // Leases first: their statement finds the tokens by
+                        // the selector, revoked or not yet.
+                        let (key, leases_sql, tokens_sql) = match selector {
+                            TokenSelector::Accessor(a) => {
+                                let live: Option<Vec<u8>> =
+                                    sqlx::query_scalar(sql::LIVE_TOKENS_BY_ACCESSOR)
+                                        .bind(a.as_str())
+                                        .fetch_optional(&mut *conn)
+                                        .await?;
+                                if let Some(h) = live {
+                                    let d = codec::digest("tokens.hash", &h)?;
+                                    $announce(&mut *conn, &$crate::Revocation::Token(d)).await?;
+                                }
+                                (
+                                    a.as_str(),
+                                    sql::REVOKE_LEASES_BY_ACCESSOR,
+                                    sql::REVOKE_TOKENS_BY_ACCESSOR,
+                                )
+                            }
+                            TokenSelector::Workload(w) => {
+                                $announce(&mut *conn, &$crate::Revocation::Workload(w.clone()))
+                                    .await?;
+                                (
+                                    w.as_str(),
+                                    sql::REVOKE_LEASES_BY_WORKLOAD,
+                                    sql::REVOKE_TOKENS_BY_WORKLOAD,
+                                )
+                            }
+                        };
+                        let mut n = 0;
+                        for stmt in [leases_sql, tokens_sql] {
+                            n += sqlx::query(stmt)
+                                .bind(key)
+                                .bind(now)
+                                .execute(&mut *conn)
+                                .await?
+                                .rows_affected();
+                        }
                         Outcome::Applied { affected: n }
                     }
                     Mutation::KvWrite {

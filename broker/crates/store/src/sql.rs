@@ -119,3 +119,18 @@ pub(crate) const KV_VERSIONS: &str = "SELECT version, created_at, deleted_at, de
 /// `$1` mount, `$2` the literal folder prefix.
 pub(crate) const KV_LIST: &str =
     "SELECT path FROM kv_paths WHERE mount = $1 AND substr(path, 1, length($2)) = $2";
+
+pub(crate) const LIVE_TOKENS_BY_ACCESSOR: &str =
+    "SELECT hash FROM tokens WHERE accessor = $1 AND revoked_at IS NULL";
+
+pub(crate) const REVOKE_TOKENS_BY_ACCESSOR: &str =
+    "UPDATE tokens SET revoked_at = $2 WHERE accessor = $1 AND revoked_at IS NULL";
+
+pub(crate) const REVOKE_LEASES_BY_ACCESSOR: &str = "UPDATE leases SET revoked_at = $2 \
+     WHERE revoked_at IS NULL AND token_hash IN (SELECT hash FROM tokens WHERE accessor = $1)";
+
+pub(crate) const REVOKE_TOKENS_BY_WORKLOAD: &str =
+    "UPDATE tokens SET revoked_at = $2 WHERE workload = $1 AND revoked_at IS NULL";
+
+pub(crate) const REVOKE_LEASES_BY_WORKLOAD: &str = "UPDATE leases SET revoked_at = $2 \
+     WHERE revoked_at IS NULL AND token_hash IN (SELECT hash FROM tokens WHERE workload = $1)";

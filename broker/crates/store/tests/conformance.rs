@@ -50,6 +50,7 @@ conformance!(
     revoke_lease_is_idempotent_and_owner_scoped,
     revoke_prefix_is_literal_and_owner_scoped,
     revoke_token_revokes_its_leases_only,
+    revoke_tokens_by_accessor_and_by_workload,
     renew_racing_revoke_never_wins_after_it,
     commit_is_atomic,
     chain_verifies_after_concurrent_commits,
@@ -766,6 +767,78 @@ mod cases {
         assert_eq!(s.lease(&of_unknown.hash).await.unwrap(), None);
         assert_eq!(s.lease(&of_b.hash).await.unwrap().unwrap().revoked_at, None);
         assert!(verify_chain(s, &h.hasher).await.is_ok());
+    }
+
+    pub async fn revoke_tokens_by_accessor_and_by_workload(h: &Harness) {
+        use leash_domain::TokenSelector;
+        let s = &*h.store;
+        let a1 = token();
+        let a2 = token();
+        let mut other = token();
+        other.workload = "billing".into();
+        let mut leases = Vec::new();
+        for t in [&a1, &a2, &other] {
+            commit1(s, Mutation::InsertToken(t.clone())).await;
+            for i in 0..2 {
+                let l = lease(t, &format!("secret/data/{}/{i}", t.accessor));
+                commit1(s, Mutation::InsertLease(l.clone())).await;
+                leases.push((t.hash, l.hash));
+            }
+        }
+        let revoked = |hash| async move { s.token(&hash).await.unwrap().unwrap().revoked_at };
+        let lease_revoked = |hash| async move { s.lease(&hash).await.unwrap().unwrap().revoked_at };
+        // One identity: its token and its two leases.
+        let c = commit1(
+            s,
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Accessor(a1.accessor.clone()),
+                now: t0(),
+            },
+        )
+        .await;
+        assert_eq!(c.outcome, Outcome::Applied { affected: 3 });
+        assert_eq!(revoked(a1.hash).await, Some(t0()));
+        assert_eq!(revoked(a2.hash).await, None);
+        for (t, l) in &leases {
+            let expect = (*t == a1.hash).then_some(t0());
+            assert_eq!(lease_revoked(*l).await, expect);
+        }
+        // A whole workload: what is left of it, nothing of another.
+        let later = t0() + secs(5);
+        let c = commit1(
+            s,
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Workload("payments-api".into()),
+                now: later,
+            },
+        )
+        .await;
+        assert_eq!(c.outcome, Outcome::Applied { affected: 3 });
+        assert_eq!(revoked(a1.hash).await, Some(t0()), "first time kept");
+        assert_eq!(revoked(a2.hash).await, Some(later));
+        assert_eq!(revoked(other.hash).await, None);
+        for (t, l) in &leases {
+            let expect = if *t == a1.hash {
+                Some(t0())
+            } else if *t == a2.hash {
+                Some(later)
+            } else {
+                None
+            };
+            assert_eq!(lease_revoked(*l).await, expect);
+        }
+        // Nothing matches: applied, nothing revoked; new leases refused.
+        let c = commit1(
+            s,
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Accessor("nobody".into()),
+                now: later,
+            },
+        )
+        .await;
+        assert_eq!(c.outcome, Outcome::Applied { affected: 0 });
+        let c = commit1(s, Mutation::InsertLease(lease(&a2, "secret/data/new"))).await;
+        assert_eq!(c.outcome, Outcome::NotApplied(NotApplied::TokenNotLive));
     }
 
     pub async fn revoke_token_revokes_its_leases_only(h: &Harness) {

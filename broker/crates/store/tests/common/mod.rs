@@ -347,6 +347,7 @@ pub fn unit(m: Mutation) -> CommitUnit {
         Mutation::RevokeLease { .. } => "lease.revoke",
         Mutation::RevokeLeasePrefix { .. } => "lease.revoke_prefix",
         Mutation::RevokeToken { .. } => "token.revoke",
+        Mutation::RevokeTokens { .. } => "admin.revoke_tokens",
         Mutation::KvWrite { .. } => "kv.write",
         Mutation::KvDelete { .. } => "kv.delete",
     };
