@@ -102,33 +102,35 @@ async fn run(
     timeout: Duration,
     stats: Arc<CommitStats>,
 ) {
-    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut units: Vec<CommitUnit> = Vec::with_capacity(max_batch);
+    let mut replies: Vec<oneshot::Sender<Result<Committed, CommitError>>> =
+        Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
-        jobs.push(first);
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(j) = next.take() {
+            units.push(j.unit);
+            replies.push(j.reply);
+            if units.len() < max_batch {
+                next = rx.try_recv().ok();
             }
         }
         // Callers that gave up no longer wait; their units are still
         // committed, because the request may already have been recorded as
         // seen by the caller's side (a timed-out reply is a 503 either way).
-        let units: Vec<CommitUnit> = jobs.iter().map(|j| j.unit.clone()).collect();
         match tokio::time::timeout(timeout, store.commit(&units)).await {
             Ok(Ok(done)) => {
                 stats.batches.fetch_add(1, Ordering::Relaxed);
                 stats.units.fetch_add(done.len() as u64, Ordering::Relaxed);
-                for (job, c) in jobs.drain(..).zip(done) {
-                    let _ = job.reply.send(Ok(c));
+                for (reply, c) in replies.drain(..).zip(done) {
+                    let _ = reply.send(Ok(c));
                 }
             }
-            Ok(Err(e)) if jobs.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
-                tracing::warn!(error = %e, batch = jobs.len(), "audit batch rolled back; committing its units one by one");
-                for job in jobs.drain(..) {
+            Ok(Err(e)) if units.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, batch = units.len(), "audit batch rolled back; committing its units one by one");
+                for (unit, reply) in units.iter().zip(replies.drain(..)) {
                     let r = match tokio::time::timeout(
                         timeout,
-                        store.commit(std::slice::from_ref(&job.unit)),
+                        store.commit(std::slice::from_ref(unit)),
                     )
                     .await
                     {
@@ -147,20 +149,22 @@ async fn run(
                     if r.is_err() {
                         stats.failures.fetch_add(1, Ordering::Relaxed);
                     }
-                    let _ = job.reply.send(r);
+                    let _ = reply.send(r);
                 }
             }
             outcome => {
-                let n = jobs.len() as u64;
+                let n = units.len() as u64;
                 stats.failures.fetch_add(n, Ordering::Relaxed);
                 match outcome {
                     Ok(Err(e)) => tracing::error!(error = %e, batch = n, "audit commit failed"),
                     _ => tracing::error!(batch = n, "audit commit timed out"),
                 }
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(CommitError::Unavailable(None)));
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(CommitError::Unavailable(None)));
                 }
             }
         }
+        units.clear();
+        replies.clear();
     }
 }
