@@ -54,8 +54,10 @@ pub struct Options {
     pub revoke_leases: u64,
     /// Measured window of each storage-ceiling measurement.
     pub ceiling_duration: Duration,
-    /// Connections of the storage-ceiling measurement.
+    /// Connections of the batched storage-ceiling measurement.
     pub ceiling_connections: usize,
+    /// Connections of the one-row-per-transaction measurement.
+    pub ceiling_single_connections: usize,
     /// Rows per transaction of the batched ceiling.
     pub ceiling_batch: usize,
     /// Run the Leash/OpenBao comparison.
@@ -94,7 +96,8 @@ impl Options {
             workload_points: vec![10, 10_000],
             revoke_leases: 100_000,
             ceiling_duration: Duration::from_secs(5),
-            ceiling_connections: 8,
+            ceiling_connections: 4,
+            ceiling_single_connections: 64,
             ceiling_batch: 256,
             compare: true,
             ceiling: true,
@@ -137,6 +140,7 @@ impl Options {
             revoke_leases: 1_000,
             ceiling_duration: Duration::from_millis(500),
             ceiling_connections: 2,
+            ceiling_single_connections: 4,
             ..self
         }
     }
@@ -163,7 +167,7 @@ impl Options {
             "lease_points": self.lease_points,
             "workload_points": self.workload_points,
             "revoke_leases": self.revoke_leases,
-            "ceiling": {"secs": self.ceiling_duration.as_secs_f64(), "connections": self.ceiling_connections, "batch": self.ceiling_batch},
+            "ceiling": {"secs": self.ceiling_duration.as_secs_f64(), "batched_connections": self.ceiling_connections, "single_connections": self.ceiling_single_connections, "batch": self.ceiling_batch},
         })
     }
 }
@@ -317,7 +321,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         storage: None,
         lease_scale: Vec::new(),
         workload_scale: Vec::new(),
-        revocation: None,
+        revocation: Vec::new(),
         problems: Vec::new(),
     };
 
@@ -329,6 +333,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         let ceiling = pg::ceiling(
             &opts.pg_url,
             opts.ceiling_connections,
+            opts.ceiling_single_connections,
             opts.ceiling_batch,
             opts.ceiling_duration,
         )
@@ -358,8 +363,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         workload_scale(opts, &env, &mut report).await?;
     }
     if opts.revocation {
-        report.revocation = Some(revocation(opts, &env).await?);
+        report.revocation = revocation(opts, &env).await?;
     }
+    report.machine.loadavg_end = sys::loadavg();
     report.wall_secs = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -453,7 +459,7 @@ async fn lease_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::
                     accessor: &owner.accessor,
                     workload: ROLE,
                     path: &format!("secret/{SECRET_PATH}"),
-                    lease_prefix: &format!("secret/data/{SECRET_PATH}/seed"),
+                    lease_path: &format!("secret/data/{SECRET_PATH}"),
                     from: next,
                     count: want,
                     ttl: Duration::from_secs(7200),
@@ -544,71 +550,112 @@ async fn live_of(c: &mut sqlx::PgConnection, accessor: &str) -> anyhow::Result<i
     Ok(n)
 }
 
-async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Revocation> {
-    let (db, primary, config) = env.leash(opts, "revoke", 10).await?;
-    let replica = env.home.start(&config, "revoke-replica").await?;
+/// How the second replica is asked whether the revocation reached it.
+enum Probe {
+    /// `auth/token/lookup-self` with the revoked token (refused: 403).
+    Token { token: String },
+    /// `sys/leases/lookup` of one revoked lease with its (live) token
+    /// (refused: any 4xx).
+    Lease { token: String, lease_id: String },
+}
+
+impl Probe {
+    fn describe(&self) -> &'static str {
+        match self {
+            Probe::Token { .. } => "GET auth/token/lookup-self with the token, until 403",
+            Probe::Lease { .. } => "PUT sys/leases/lookup of one of the leases, until 4xx",
+        }
+    }
+
+    async fn status(&self, http: &reqwest::Client, base: &str) -> u16 {
+        let req = match self {
+            Probe::Token { token } => http
+                .get(format!("{base}/v1/auth/token/lookup-self"))
+                .header("X-Vault-Token", token),
+            Probe::Lease { token, lease_id } => http
+                .put(format!("{base}/v1/sys/leases/lookup"))
+                .header("X-Vault-Token", token)
+                .json(&json!({ "lease_id": lease_id })),
+        };
+        req.send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+    }
+}
+
+/// An identity with `leases` live leases: one read through the API (its
+/// lease id is returned) and the rest seeded, numbered from `from`.
+async fn identity_with_leases(
+    env: &Env,
+    primary: &Leash,
+    conn: &mut sqlx::PgConnection,
+    leases: u64,
+    from: i64,
+) -> anyhow::Result<(leash::Login, String)> {
     let who = primary
         .login(REVOKE_ROLE, &env.home.jwt(REVOKE_ROLE)?)
         .await?;
-    // One lease through the API, the rest seeded.
-    anyhow::ensure!(
-        primary.read_status(&who.token).await? == 200,
-        "the revocation identity cannot read"
-    );
-    let mut conn = db.connect().await?;
-    if opts.revoke_leases > 1 {
-        say!(
-            opts,
-            "seeding {} leases for one identity",
-            opts.revoke_leases - 1
-        );
-        pg::seed_leases(
-            &mut conn,
-            &pg::SeedLeases {
-                accessor: &who.accessor,
-                workload: REVOKE_ROLE,
-                path: &format!("secret/{SECRET_PATH}"),
-                lease_prefix: &format!("secret/data/{SECRET_PATH}/revoke"),
-                from: 0,
-                count: i64::try_from(opts.revoke_leases - 1)?,
-                ttl: Duration::from_secs(7200),
-            },
-        )
-        .await?;
-    }
-    let leases = live_of(&mut conn, &who.accessor).await?;
-    let lookup = format!("{}/v1/auth/token/lookup-self", replica.url());
-    let r = replica
+    let r = primary
         .http()
-        .get(&lookup)
+        .get(format!("{}/v1/secret/data/{SECRET_PATH}", primary.url()))
         .header("X-Vault-Token", &who.token)
         .send()
         .await?;
     anyhow::ensure!(
         r.status().is_success(),
-        "the replica does not accept the token before revocation: {}",
+        "the revocation identity cannot read: {}",
         r.status()
     );
+    let body: serde_json::Value = r.json().await?;
+    let lease_id = body["lease_id"]
+        .as_str()
+        .context("a read without lease_id")?
+        .to_owned();
+    if leases > 1 {
+        pg::seed_leases(
+            conn,
+            &pg::SeedLeases {
+                accessor: &who.accessor,
+                workload: REVOKE_ROLE,
+                path: &format!("secret/{SECRET_PATH}"),
+                lease_path: &format!("secret/data/{SECRET_PATH}"),
+                from,
+                count: i64::try_from(leases - 1)?,
+                ttl: Duration::from_secs(7200),
+            },
+        )
+        .await?;
+    }
+    Ok((who, lease_id))
+}
 
-    // The poller: the replica, one request at a time, until it refuses.
+/// Sends `revoke` to the primary while polling the replica with `probe`.
+async fn timed_revocation(
+    method: &str,
+    primary: &Leash,
+    replica: &Leash,
+    conn: &mut sqlx::PgConnection,
+    accessor: &str,
+    probe: Probe,
+    revoke: reqwest::RequestBuilder,
+) -> anyhow::Result<Revocation> {
+    let leases = live_of(conn, accessor).await?;
+    let before = probe.status(replica.http(), &replica.url()).await;
+    anyhow::ensure!(
+        before == 200,
+        "{method}: the replica refuses before the revocation ({before})"
+    );
+    let replica_probe = probe.describe().to_owned();
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let http = replica.http().clone();
-    let token = who.token.clone();
+    let base = replica.url();
     let poller = tokio::spawn(async move {
         let _ = go_rx.await;
         let mut rtts = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let t = Instant::now();
-            let s = http
-                .get(&lookup)
-                .header("X-Vault-Token", &token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0);
+            let s = probe.status(&http, &base).await;
             rtts.push(t.elapsed().as_secs_f64() * 1000.0);
-            if s == 403 {
+            if (400..500).contains(&s) {
                 return (Some(Instant::now()), rtts);
             }
         }
@@ -617,18 +664,13 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Revocation> {
     let _ = go_tx.send(());
     tokio::time::sleep(Duration::from_millis(20)).await;
     let t0 = Instant::now();
-    let r = primary
-        .http()
-        .post(format!("{}/v1/auth/token/revoke-self", primary.url()))
-        .header("X-Vault-Token", &who.token)
-        .send()
-        .await?;
+    let r = revoke.send().await?;
     let t1 = Instant::now();
     let status = r.status().as_u16();
-    let still_live_after = live_of(&mut conn, &who.accessor).await?;
+    let still_live_after = live_of(conn, accessor).await?;
     let (refused_at, mut rtts) = poller.await?;
     rtts.sort_by(f64::total_cmp);
-    let rtt = rtts.get(rtts.len() / 2).copied().unwrap_or(0.0);
+    let replica_poll_rtt_ms = rtts.get(rtts.len() / 2).copied().unwrap_or(0.0);
     let replica_refused_after_ms = refused_at.map(|at| {
         if at >= t1 {
             at.duration_since(t1).as_secs_f64() * 1000.0
@@ -636,20 +678,89 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Revocation> {
             -(t1.duration_since(at).as_secs_f64() * 1000.0)
         }
     });
-    say!(
-        opts,
-        "revoked {leases} leases in {:.1} ms (status {status}); replica refused {:?} ms after",
-        (t1 - t0).as_secs_f64() * 1000.0,
-        replica_refused_after_ms
-    );
-    drop(replica);
+    let _ = primary;
     Ok(Revocation {
-        method: "POST /v1/auth/token/revoke-self (the identity's token and all its leases)".into(),
+        method: method.to_owned(),
         leases,
         still_live_after,
         status,
         revoke_ms: (t1 - t0).as_secs_f64() * 1000.0,
+        replica_probe,
         replica_refused_after_ms,
-        replica_poll_rtt_ms: rtt,
+        replica_poll_rtt_ms,
     })
+}
+
+async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>> {
+    let (db, primary, config) = env.leash(opts, "revoke", 10).await?;
+    let replica = env.home.start(&config, "revoke-replica").await?;
+    let mut conn = db.connect().await?;
+    let n = opts.revoke_leases.max(1);
+    let mut out = Vec::new();
+
+    // 1. The identity's token and every lease it holds.
+    say!(opts, "revocation: {n} leases of one identity, by its token");
+    let (who, _) = identity_with_leases(env, &primary, &mut conn, n, 0).await?;
+    let revoke = primary
+        .http()
+        .post(format!("{}/v1/auth/token/revoke-self", primary.url()))
+        .header("X-Vault-Token", &who.token);
+    out.push(
+        timed_revocation(
+            "POST auth/token/revoke-self (the token and all its leases)",
+            &primary,
+            &replica,
+            &mut conn,
+            &who.accessor,
+            Probe::Token {
+                token: who.token.clone(),
+            },
+            revoke,
+        )
+        .await?,
+    );
+
+    // 2. The operator revokes every lease under a prefix only this
+    // identity holds leases on (the first identity's are already revoked).
+    // Leash stores a lease's path without the lease id's random suffix, so
+    // the prefix is `secret/data/bench/`, not `secret/data/bench/db/`.
+    say!(
+        opts,
+        "revocation: {n} leases of one identity, by the operator (prefix)"
+    );
+    let (who, lease_id) =
+        identity_with_leases(env, &primary, &mut conn, n, i64::try_from(n)?).await?;
+    let revoke = primary
+        .http()
+        .post(format!("{}/v1/leash/leases/revoke", primary.url()))
+        .header("X-Vault-Token", &env.home.operator_token)
+        .json(&json!({ "prefix": "secret/data/bench/" }));
+    out.push(
+        timed_revocation(
+            "POST leash/leases/revoke {prefix} (operator)",
+            &primary,
+            &replica,
+            &mut conn,
+            &who.accessor,
+            Probe::Lease {
+                token: who.token.clone(),
+                lease_id,
+            },
+            revoke,
+        )
+        .await?,
+    );
+    for r in &out {
+        say!(
+            opts,
+            "{}: {} leases in {:.1} ms (status {}); replica refused {:?} ms after",
+            r.method,
+            r.leases,
+            r.revoke_ms,
+            r.status,
+            r.replica_refused_after_ms
+        );
+    }
+    drop(replica);
+    Ok(out)
 }

@@ -142,8 +142,11 @@ const ATTESTATION: &str = r#"{"method":"jwt","issuer":"dev","subject":"bench-app
 pub struct Ceiling {
     /// Rows per transaction in the batched measurement.
     pub batch_rows: usize,
-    /// Concurrent connections in each measurement.
-    pub connections: usize,
+    /// Concurrent connections of the batched measurement.
+    pub batched_connections: usize,
+    /// Concurrent connections of the one-row measurement (PostgreSQL
+    /// shares WAL flushes between concurrent commits).
+    pub single_connections: usize,
     /// Rows/s committed in batches.
     pub batched_rows_per_sec: f64,
     /// Rows/s committed one per transaction.
@@ -178,11 +181,13 @@ fn row(seq: i64) -> Row {
     }
 }
 
-/// Measures the batched and the one-row-per-transaction insert rate for
-/// `duration` each, over `connections` connections.
+/// Measures the batched insert rate over `batched_connections` and the
+/// one-row-per-transaction rate over `single_connections`, for `duration`
+/// each.
 pub async fn ceiling(
     admin_url: &str,
-    connections: usize,
+    batched_connections: usize,
+    single_connections: usize,
     batch_rows: usize,
     duration: Duration,
 ) -> anyhow::Result<Ceiling> {
@@ -191,11 +196,12 @@ pub async fn ceiling(
         let mut c = db.connect().await?;
         sqlx::raw_sql(SCRATCH).execute(&mut c).await?;
     }
-    let single = insert_rate(&db, connections, 1, duration, 0).await?;
-    let batched = insert_rate(&db, connections, batch_rows, duration, 1 << 40).await?;
+    let single = insert_rate(&db, single_connections, 1, duration, 0).await?;
+    let batched = insert_rate(&db, batched_connections, batch_rows, duration, 1 << 40).await?;
     Ok(Ceiling {
         batch_rows,
-        connections,
+        batched_connections,
+        single_connections,
         batched_rows_per_sec: batched,
         single_rows_per_sec: single,
     })
@@ -272,7 +278,7 @@ pub async fn live_leases(c: &mut PgConnection) -> anyhow::Result<i64> {
 }
 
 /// Leases to insert directly: numbers `from..from+count`, owned by the
-/// token with `accessor`, under `lease_prefix`, valid for `ttl`.
+/// token with `accessor`, on `lease_path`, valid for `ttl`.
 #[derive(Debug, Clone)]
 pub struct SeedLeases<'a> {
     /// The owning token's accessor.
@@ -281,8 +287,9 @@ pub struct SeedLeases<'a> {
     pub workload: &'a str,
     /// The canonical secret path.
     pub path: &'a str,
-    /// The lease path prefix (the number is appended).
-    pub lease_prefix: &'a str,
+    /// The lease path as the broker stores it: the path the client read
+    /// (`secret/data/bench/db`), without the lease id's random suffix.
+    pub lease_path: &'a str,
     /// The first number.
     pub from: i64,
     /// How many.
@@ -299,7 +306,7 @@ pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Re
         accessor,
         workload,
         path,
-        lease_prefix,
+        lease_path,
         from,
         count,
         ttl,
@@ -310,13 +317,13 @@ pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Re
         "INSERT INTO leases (hash, token_hash, workload, path, lease_path, issued_at, \
          expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
          SELECT sha256(convert_to('leash-bench-lease-' || g, 'UTF8')), t.hash, $2, $3, \
-         $4 || lpad(to_hex(g), 24, '0'), $5, $5 + $6, $5 + $6, $7, true, NULL, NULL \
+         $4, $5, $5 + $6, $5 + $6, $7, true, NULL, NULL \
          FROM tokens t, generate_series($8::bigint, $9::bigint) AS g WHERE t.accessor = $1",
     )
     .bind(accessor)
     .bind(workload)
     .bind(path)
-    .bind(lease_prefix)
+    .bind(lease_path)
     .bind(now)
     .bind(ttl_us)
     .bind(i64::try_from(ttl.as_secs())?)

@@ -220,8 +220,10 @@ pub struct Revocation {
     pub status: u16,
     /// From sending the revocation to its reply, ms.
     pub revoke_ms: f64,
-    /// From the revocation's reply to the replica's first refusal of the
-    /// token, ms (negative if the replica refused first).
+    /// What the second replica is polled with, and what counts as refused.
+    pub replica_probe: String,
+    /// From the revocation's reply to the replica's first refusal, ms
+    /// (negative if the replica refused first).
     pub replica_refused_after_ms: Option<f64>,
     /// The replica's poll interval (one request round trip), median ms.
     pub replica_poll_rtt_ms: f64,
@@ -250,8 +252,8 @@ pub struct Report {
     pub lease_scale: Vec<LeasePoint>,
     /// Read p99 against declared workloads.
     pub workload_scale: Vec<WorkloadPoint>,
-    /// Revocation.
-    pub revocation: Option<Revocation>,
+    /// Revocation, one entry per method.
+    pub revocation: Vec<Revocation>,
     /// Runs that were not clean, and phases that failed.
     pub problems: Vec<String>,
 }
@@ -344,13 +346,16 @@ impl Report {
             let c = &s.ceiling;
             let _ = writeln!(
                 o,
-                "\n-- Storage ceiling (audit-shaped rows, {} connections)",
-                c.connections
+                "\n-- Storage ceiling (audit-shaped rows into a scratch table)"
             );
             let _ = writeln!(
                 o,
-                "batched ({} rows/txn): {:.0} rows/s; one row per txn: {:.0} rows/s",
-                c.batch_rows, c.batched_rows_per_sec, c.single_rows_per_sec
+                "batched ({} rows/txn, {} conns): {:.0} rows/s; one row per txn ({} conns): {:.0} rows/s",
+                c.batch_rows,
+                c.batched_connections,
+                c.batched_rows_per_sec,
+                c.single_connections,
+                c.single_rows_per_sec
             );
             let _ = writeln!(
                 o,
@@ -438,8 +443,13 @@ impl Report {
             }
         }
 
-        if let Some(r) = &self.revocation {
-            let _ = writeln!(o, "\n-- Revocation");
+        if !self.revocation.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n-- Revocation (one identity's leases; a second replica shares the database)"
+            );
+        }
+        for r in &self.revocation {
             let _ = writeln!(
                 o,
                 "{}: {} leases, status {}, {:.1} ms; still live after: {}",
@@ -447,7 +457,8 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "second replica refused the token {} after the reply (poll round trip {:.2} ms)",
+                "  second replica ({}) refused {} after the reply (poll round trip {:.2} ms)",
+                r.replica_probe,
                 opt(r.replica_refused_after_ms, " ms"),
                 r.replica_poll_rtt_ms
             );

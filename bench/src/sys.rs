@@ -252,6 +252,21 @@ pub struct Machine {
     pub leash_commit: String,
     /// The leash-broker binary measured.
     pub leash_binary: String,
+    /// /proc/loadavg when the run started (other work on the machine
+    /// skews every number).
+    pub loadavg_start: String,
+    /// /proc/loadavg when it ended.
+    pub loadavg_end: String,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Machine {
@@ -286,6 +301,7 @@ impl Machine {
                 .to_owned(),
             leash_commit: git,
             leash_binary: leash_binary.display().to_string(),
+            loadavg_start: loadavg(),
             ..Machine::default()
         }
     }
