@@ -720,8 +720,34 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>
         .await?,
     );
 
-    // 2. The operator revokes every lease under a prefix only this
-    // identity holds leases on (the first identity's are already revoked).
+    // 2. The operator revokes one identity: its token and all its leases.
+    say!(
+        opts,
+        "revocation: {n} leases of one identity, by the operator (accessor)"
+    );
+    let (who, _) = identity_with_leases(env, &primary, &mut conn, n, i64::try_from(n)?).await?;
+    let revoke = primary
+        .http()
+        .post(format!("{}/v1/leash/leases/revoke", primary.url()))
+        .header("X-Vault-Token", &env.home.operator_token)
+        .json(&json!({ "accessor": who.accessor }));
+    out.push(
+        timed_revocation(
+            "POST leash/leases/revoke {accessor} (operator: the token and all its leases)",
+            &primary,
+            &replica,
+            &mut conn,
+            &who.accessor,
+            Probe::Token {
+                token: who.token.clone(),
+            },
+            revoke,
+        )
+        .await?,
+    );
+
+    // 3. The operator revokes every lease under a prefix only this
+    // identity holds live leases on (the others' are already revoked).
     // Leash stores a lease's path without the lease id's random suffix, so
     // the prefix is `secret/data/bench/`, not `secret/data/bench/db/`.
     say!(
@@ -729,7 +755,7 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>
         "revocation: {n} leases of one identity, by the operator (prefix)"
     );
     let (who, lease_id) =
-        identity_with_leases(env, &primary, &mut conn, n, i64::try_from(n)?).await?;
+        identity_with_leases(env, &primary, &mut conn, n, 2 * i64::try_from(n)?).await?;
     let revoke = primary
         .http()
         .post(format!("{}/v1/leash/leases/revoke", primary.url()))
@@ -737,7 +763,7 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>
         .json(&json!({ "prefix": "secret/data/bench/" }));
     out.push(
         timed_revocation(
-            "POST leash/leases/revoke {prefix} (operator)",
+            "POST leash/leases/revoke {prefix} (operator: the leases only)",
             &primary,
             &replica,
             &mut conn,

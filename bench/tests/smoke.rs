@@ -69,7 +69,7 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
         assert!(p.run.clean(), "workload point {}: {:?}", p.workloads, p.run);
     }
 
-    assert_eq!(report.revocation.len(), 2, "both revocation methods");
+    assert_eq!(report.revocation.len(), 3, "every revocation method");
     for r in &report.revocation {
         assert!(
             r.status == 200 || r.status == 204,
