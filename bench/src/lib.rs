@@ -177,10 +177,18 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// When the first progress line was printed.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Seconds since the first progress line.
+fn elapsed() -> f64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 macro_rules! say {
     ($opts:expr, $($arg:tt)*) => {
         if $opts.progress {
-            eprintln!("leash-bench: {}", format_args!($($arg)*));
+            eprintln!("leash-bench [{:>6.1}s] {}", elapsed(), format_args!($($arg)*));
         }
     };
 }

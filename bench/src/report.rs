@@ -286,6 +286,11 @@ impl Report {
             "postgres: {} ({})",
             m.postgres_version, m.postgres_settings
         );
+        let _ = writeln!(
+            o,
+            "load average: {} at the start, {} at the end (other work skews every number)",
+            m.loadavg_start, m.loadavg_end
+        );
         let _ = writeln!(o, "openbao: {}", m.openbao_version);
         let _ = writeln!(o, "leash: {} ({})", m.leash_commit, m.leash_binary);
         let _ = writeln!(o, "leash read mount: {}", self.leash_mount);

@@ -95,6 +95,7 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
         );
     }
 
+    assert!(!report.machine.loadavg_end.is_empty());
     for section in [
         "Leash vs OpenBao",
         "Storage ceiling",
