@@ -188,6 +188,7 @@ impl App {
         let committer = Committer::start(
             store.clone(),
             settings.audit.max_batch,
+            settings.audit.writers,
             settings.audit.commit_timeout,
         );
         let sessions = Arc::new(SessionCache::new(

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use leash_domain::{CommitUnit, Committed};
 use leash_store::{Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Why a unit was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +63,27 @@ impl std::fmt::Debug for Committer {
 impl Committer {
     /// Starts the writer. `timeout` bounds both the wait for a place in the
     /// queue and the wait for the commit.
-    pub fn start(store: Arc<dyn Store>, max_batch: usize, timeout: Duration) -> Self {
+    ///
+    /// `writers` batches may be in flight at once: each writer takes what
+    /// is waiting when it is free. The store orders their audit rows.
+    pub fn start(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        writers: usize,
+        timeout: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.saturating_mul(8).max(64));
+        let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(CommitStats::default());
-        tokio::spawn(run(store, rx, max_batch.max(1), timeout, stats.clone()));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(
+                store.clone(),
+                rx.clone(),
+                max_batch.max(1),
+                timeout,
+                stats.clone(),
+            ));
+        }
         Self { tx, timeout, stats }
     }
 
@@ -97,7 +114,7 @@ impl Committer {
 
 async fn run(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_batch: usize,
     timeout: Duration,
     stats: Arc<CommitStats>,
@@ -105,13 +122,21 @@ async fn run(
     let mut units: Vec<CommitUnit> = Vec::with_capacity(max_batch);
     let mut replies: Vec<oneshot::Sender<Result<Committed, CommitError>>> =
         Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(j) = next.take() {
-            units.push(j.unit);
-            replies.push(j.reply);
-            if units.len() < max_batch {
-                next = rx.try_recv().ok();
+    loop {
+        {
+            // One writer at a time takes a batch: the first waiting unit
+            // and whatever else is already queued behind it.
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut next = Some(first);
+            while let Some(j) = next.take() {
+                units.push(j.unit);
+                replies.push(j.reply);
+                if units.len() < max_batch {
+                    next = rx.try_recv().ok();
+                }
             }
         }
         // Callers that gave up no longer wait; their units are still

@@ -169,6 +169,9 @@ pub struct AuditSettings {
     pub commit_timeout: Duration,
     /// Most requests committed in one transaction.
     pub max_batch: usize,
+    /// Batches in flight at once: their mutations overlap, their audit rows
+    /// and commits take turns on the chain head.
+    pub writers: usize,
 }
 
 impl Default for AuditSettings {
@@ -176,6 +179,7 @@ impl Default for AuditSettings {
         Self {
             commit_timeout: Duration::from_secs(5),
             max_batch: 256,
+            writers: 2,
         }
     }
 }
@@ -461,6 +465,9 @@ impl Settings {
                     m.path
                 ));
             }
+        }
+        if self.audit.writers == 0 || self.audit.writers > 64 {
+            return Err("audit.writers must be between 1 and 64".into());
         }
         if self.audit.max_batch == 0 {
             return Err("audit.max_batch must be at least 1".into());

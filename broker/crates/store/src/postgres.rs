@@ -3,11 +3,13 @@
 //! Owns: the connection pool (with `statement_timeout` on every
 //! connection), the embedded PostgreSQL migrations, and the PostgreSQL
 //! dialect of the commit transaction, whose code is shared with SQLite
-//! (`crate::shared`). Every commit (and every reaping batch) first locks the
-//! single `audit_head` row (`SELECT … FOR UPDATE`), so commits from all
-//! replicas are serialised and write one gap-free chain; mutations are
-//! conditional `UPDATE`s/`INSERT … SELECT … WHERE EXISTS`, re-checked by
-//! PostgreSQL after any row-lock wait.
+//! (`crate::shared`). Every commit applies its mutations, then locks the
+//! single `audit_head` row (`SELECT … FOR UPDATE`) and holds it only for its
+//! audit rows and its commit, so commits from all replicas (and concurrent
+//! batches of one replica) write one gap-free chain in commit order while
+//! their mutations overlap. Mutations are conditional
+//! `UPDATE`s/`INSERT … SELECT … WHERE EXISTS`, re-checked by PostgreSQL
+//! after any row-lock wait; conflicting ones serialise on their rows.
 //! Must never happen: a renewal applied after the revocation of its lease
 //! or token committed; a lease inserted for a token that is not live; an
 //! audit seq used twice or skipped; a connection URL (which may hold a
@@ -217,7 +219,6 @@ crate::shared::store_backend! {
     readers: pool,
     begin: begin(),
     commit_head: LOCK_HEAD,
-    reap_lock: LOCK_HEAD,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
     insert_tokens: insert_tokens,

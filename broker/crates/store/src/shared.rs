@@ -13,8 +13,9 @@
 //! differs between them (pools, how a write transaction begins, the dialect
 //! statements) is a named parameter of the invocation.
 //!
-//! Owns: the order of work inside a commit (head, then for each unit its
-//! mutation and its chained audit row, then the new head).
+//! Owns: the order of work inside a commit (each unit's mutation, in
+//! order; then the head; then every unit's chained audit row; then the new
+//! head).
 //! Must never happen: a branch on the database kind in here; a dialect
 //! statement written here rather than passed in by the backend.
 //!
@@ -33,9 +34,7 @@
 /// - `begin`: the pool method, with its argument if any, that starts every
 ///   write transaction on `writer`.
 /// - `commit_head`: the query that reads (and, where the dialect needs it,
-///   locks) the audit head at the start of a commit.
-/// - `reap_lock`: optional; a statement run at the start of each reaping
-///   batch.
+///   locks) the audit head, after a commit's mutations.
 /// - `renew_lease`, `renew_token`: the conditional mutations, in the
 ///   backend's dialect.
 /// - `insert_tokens`, `insert_leases`, `insert_events`: functions of the
@@ -57,7 +56,6 @@ macro_rules! store_backend {
         readers: $readers:ident,
         begin: $begin:ident($($begin_arg:expr)?),
         commit_head: $commit_head:expr,
-        $(reap_lock: $reap_lock:expr,)?
         renew_lease: $renew_lease:expr,
         renew_token: $renew_token:expr,
         insert_tokens: $insert_tokens:path,
@@ -378,6 +376,30 @@ macro_rules! store_backend {
                         return Ok(Vec::new());
                     }
                     let mut tx = self.$writer.$begin($($begin_arg)?).await?;
+                    // The mutations first, in unit order; the audit head
+                    // last. Every transaction takes its row locks before the
+                    // head lock and holds the head only for its audit rows
+                    // and its commit, so concurrent batches overlap their
+                    // mutations, and a lock cycle through the head cannot
+                    // form. Conflicting mutations still serialise on their
+                    // rows, and whichever commits first also takes the
+                    // lower seqs, so the chain's order is the commit order.
+                    let mut outcomes = Vec::with_capacity(units.len());
+                    let mut rest = units;
+                    while !rest.is_empty() {
+                        // A run of batchable units, or else one unit.
+                        let n = rest.iter().take_while(|u| batchable(u)).count().max(1);
+                        let (now, later) = rest.split_at(n);
+                        if batchable(&now[0]) {
+                            outcomes.extend(apply_run(&mut tx, now).await?);
+                        } else {
+                            let m = now[0].mutation.as_ref().ok_or_else(|| {
+                                StoreError::corrupt("commit", "unbatchable unit without mutation")
+                            })?;
+                            outcomes.push(apply(&mut tx, m).await?);
+                        }
+                        rest = later;
+                    }
                     let (seq, mac): (i64, Vec<u8>) = sqlx::query_as($commit_head)
                         .fetch_optional(&mut *tx)
                         .await?
@@ -385,30 +407,15 @@ macro_rules! store_backend {
                     let (mut seq, mut prev) = codec::head(seq, &mac)?;
                     let mut out = Vec::with_capacity(units.len());
                     let mut events: Vec<ChainedEvent> = Vec::with_capacity(units.len());
-                    let mut rest = units;
-                    while !rest.is_empty() {
-                        // A run of batchable units, or else one unit.
-                        let n = rest.iter().take_while(|u| batchable(u)).count().max(1);
-                        let (now, later) = rest.split_at(n);
-                        let outcomes = if batchable(&now[0]) {
-                            apply_run(&mut tx, now).await?
-                        } else {
-                            let m = now[0].mutation.as_ref().ok_or_else(|| {
-                                StoreError::corrupt("commit", "unbatchable unit without mutation")
-                            })?;
-                            vec![apply(&mut tx, m).await?]
-                        };
-                        for (unit, outcome) in now.iter().zip(outcomes) {
-                            let event = unit.final_event(&outcome);
-                            seq = seq.checked_add(1).ok_or_else(|| {
-                                StoreError::corrupt("audit_head", "seq overflow")
-                            })?;
-                            let mac = event.chain_mac(&self.hasher, &prev, seq);
-                            prev = mac;
-                            events.push(ChainedEvent { seq, event, mac });
-                            out.push(Committed { seq, outcome });
-                        }
-                        rest = later;
+                    for (unit, outcome) in units.iter().zip(outcomes) {
+                        let event = unit.final_event(&outcome);
+                        seq = seq
+                            .checked_add(1)
+                            .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
+                        let mac = event.chain_mac(&self.hasher, &prev, seq);
+                        prev = mac;
+                        events.push(ChainedEvent { seq, event, mac });
+                        out.push(Committed { seq, outcome });
                     }
                     // Events never influence a mutation, so they are all
                     // written last, together.
@@ -446,15 +453,13 @@ macro_rules! store_backend {
                     let before = micros(before);
                     let mut total = 0u64;
                     // Leases first (including those of dead tokens), then
-                    // tokens; in batches, so the writer is never held for
-                    // long. Where a commit locks the head, each batch takes
-                    // the same lock first (`reap_lock`), so that reaping
-                    // never deadlocks with a commit and never holds it for
-                    // long.
+                    // tokens; in batches, so no lock is held for long. The
+                    // rows reaped are dead (expired or revoked long ago):
+                    // no commit's conditional mutation matches, so locks
+                    // them, so reaping never waits for a commit's rows.
                     for stmt in [sql::REAP_LEASES, sql::REAP_TOKENS] {
                         loop {
                             let mut tx = self.$writer.$begin($($begin_arg)?).await?;
-                            $(sqlx::query($reap_lock).execute(&mut *tx).await?;)?
                             let n = sqlx::query(stmt)
                                 .bind(before)
                                 .bind(codec::REAP_BATCH)
