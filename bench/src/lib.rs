@@ -112,7 +112,7 @@ impl Options {
         }
     }
 
-    /// Every phase, short runs, the real scale points (about 4 minutes).
+    /// Every phase, short runs, the real scale points (about 2–3 minutes).
     pub fn quick(self) -> Options {
         Options {
             mode: "quick".into(),

@@ -16,7 +16,7 @@ use leash_bench::leash::MountChoice;
 #[derive(Debug, Parser)]
 #[command(name = "leash-bench", version)]
 struct Cli {
-    /// Short runs of every phase (about 4 minutes).
+    /// Short runs of every phase, the real scale points (about 2–3 minutes).
     #[arg(long, conflicts_with = "smoke")]
     quick: bool,
     /// Tiny runs and scale points: checks that everything works, measures
