@@ -325,6 +325,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         machine,
         settings: opts.settings_json(),
         leash_mount: opts.mount.describe().into(),
+        calibration: None,
         compare: Vec::new(),
         storage: None,
         lease_scale: Vec::new(),
@@ -334,6 +335,19 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
 
     if opts.compare {
+        let trivial = load::Trivial::start().await?;
+        let spec = RequestSpec::get_with_token("/", "calibration")?;
+        let c = opts.connections.iter().copied().max().unwrap_or(1);
+        let r = measure(opts, &env, std::process::id(), trivial.addr, &spec, c, 0).await?;
+        say!(
+            opts,
+            "generator ceiling (trivial server, c={c}): {:.0}/s p99 {:.2} ms",
+            r.throughput,
+            r.p99_ms
+        );
+        note_problem(&mut report.problems, "calibration", &r);
+        report.calibration = Some(r);
+        drop(trivial);
         compare(opts, &env, &mut report).await?;
     }
     if opts.ceiling {

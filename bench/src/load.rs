@@ -318,3 +318,59 @@ pub async fn run(
     out.window = last_done.duration_since(measure_from);
     Ok(out)
 }
+
+/// A trivial HTTP/1.1 server on loopback that answers every request with
+/// `200 ok`, to measure the generator's own ceiling on this machine
+/// (calibration). Requests must have no body. Stops when dropped.
+pub struct Trivial {
+    /// Its listener.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Trivial {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Trivial {
+    /// Starts it on a free loopback port.
+    pub async fn start() -> anyhow::Result<Trivial> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = s.set_nodelay(true);
+                    let mut buf = vec![0u8; 8192];
+                    let mut have = 0;
+                    loop {
+                        let Ok(n) = s.read(&mut buf[have..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        have += n;
+                        // Answer each complete request head in the buffer.
+                        while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n")
+                        {
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                            buf.copy_within(end + 4..have, 0);
+                            have -= end + 4;
+                        }
+                        if have == buf.len() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Trivial { addr, task })
+    }
+}

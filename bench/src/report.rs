@@ -244,6 +244,9 @@ pub struct Report {
     pub settings: serde_json::Value,
     /// The Leash mount reads are served from.
     pub leash_mount: String,
+    /// The generator against a trivial in-process server (its own
+    /// ceiling here, at the most connections).
+    pub calibration: Option<RunStats>,
     /// Leash vs OpenBao.
     pub compare: Vec<Cell>,
     /// The storage ceiling.
@@ -301,6 +304,16 @@ impl Report {
              medians over interleaved rounds; ! = a run with errors or non-2xx answers"
         );
 
+        if let Some(c) = &self.calibration {
+            let _ = writeln!(
+                o,
+                "generator ceiling: {:.0} req/s, p99 {:.2} ms against a trivial in-process HTTP server \
+                 (generator and server share the process){}",
+                c.throughput,
+                c.p99_ms,
+                if c.clean() { "" } else { " !" }
+            );
+        }
         if !self.compare.is_empty() {
             let _ = writeln!(o, "\n-- Leash vs OpenBao (medians)");
             let _ = writeln!(

@@ -53,6 +53,8 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
         assert!(c.throughput_ratio.is_some() && c.p99_ratio.is_some());
     }
 
+    assert!(report.calibration.as_ref().is_some_and(|c| c.clean()));
+
     let storage = report.storage.as_ref().expect("storage ceiling");
     assert!(storage.ceiling.batched_rows_per_sec > 0.0);
     assert!(storage.ceiling.single_rows_per_sec > 0.0);
