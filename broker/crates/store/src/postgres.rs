@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use std::collections::HashSet;
 
-use leash_domain::crypto::KeyedHasher;
+use leash_domain::crypto::{Digest, KeyedHasher};
 use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -55,12 +55,15 @@ const INSERT_LEASES: &str = "INSERT INTO leases (hash, token_hash, workload, pat
      AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE) \
      RETURNING hash";
 
-/// Audit rows, many at once.
-const INSERT_EVENTS: &str = "INSERT INTO audit_events (seq, request_id, time, identity, \
-     workload, peer, operation, method, path, decision, status, reason, lease_ref, attestation, \
-     mac) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], $4::text[], $5::text[], \
-     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int4[], $12::text[], \
-     $13::text[], $14::text[], $15::bytea[])";
+/// Audit rows, many at once, and the head moved to the last of them
+/// (`$16` seq, `$17` MAC), in one statement: one round trip while the head
+/// is locked.
+const INSERT_EVENTS: &str = "WITH appended AS (INSERT INTO audit_events (seq, request_id, \
+     time, identity, workload, peer, operation, method, path, decision, status, reason, \
+     lease_ref, attestation, mac) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], \
+     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+     $11::int4[], $12::text[], $13::text[], $14::text[], $15::bytea[])) \
+     UPDATE audit_head SET seq = $16, mac = $17 WHERE id = 1";
 
 /// `$1` lease, `$2` token, `$3` new expiry, `$4` now. The `WHERE` is
 /// re-evaluated on the newest row version after waiting for a row lock, so
@@ -173,7 +176,11 @@ async fn insert_leases(
         .collect())
 }
 
-async fn insert_events(conn: &mut PgConnection, events: &[ChainedEvent]) -> Result<(), StoreError> {
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[ChainedEvent],
+    (seq, mac): (i64, &Digest),
+) -> Result<(), StoreError> {
     let c = EventColumns::of(events)?;
     sqlx::query(INSERT_EVENTS)
         .bind(c.seq)
@@ -191,6 +198,8 @@ async fn insert_events(conn: &mut PgConnection, events: &[ChainedEvent]) -> Resu
         .bind(c.lease_ref)
         .bind(c.attestation)
         .bind(c.mac)
+        .bind(seq)
+        .bind(&mac.0[..])
         .execute(conn)
         .await?;
     Ok(())
@@ -202,6 +211,32 @@ async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreEr
         .bind(feed::CHANNEL)
         .bind(r.payload())
         .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The commit itself returns once its WAL is written, before it is flushed,
+/// so the audit head's lock is not held through the disk flush and the
+/// next batch can take it at once. Safe only with [`flush`] after it.
+async fn defer_flush(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Returns once everything committed before the call is flushed to disk:
+/// a transaction that takes a transaction id commits synchronously (the
+/// connection's default), which flushes the WAL up to its commit record,
+/// and every commit that returned before this call lies before that
+/// record. Concurrent flushes share one disk flush. Until this returns
+/// the batch's callers are not answered, so an acknowledged request is as
+/// durable as with a synchronous commit; a crash before it loses the batch
+/// whole (its leases together with their audit rows), and anything
+/// chained on it lies later in the WAL and is lost with it.
+async fn flush(store: &PgStore) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&store.pool)
         .await?;
     Ok(())
 }
@@ -225,5 +260,7 @@ crate::shared::store_backend! {
     insert_leases: insert_leases,
     insert_events: insert_events,
     announce: announce,
+    defer_flush: defer_flush,
+    flush: flush,
     subscribe: subscribe,
 }

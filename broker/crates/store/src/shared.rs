@@ -42,7 +42,14 @@
 ///   dialect allows it): `insert_tokens(conn, &[&TokenRecord])`,
 ///   `insert_leases(conn, &[&LeaseRecord]) -> Vec<bool>` (whether each
 ///   lease was inserted: only while its token is live), and
-///   `insert_events(conn, &[ChainedEvent])`.
+///   `insert_events(conn, &[ChainedEvent], (seq, &mac))`, which also moves
+///   the audit head to `(seq, mac)`.
+/// - `defer_flush`: `defer_flush(conn)`, called first in every commit
+///   transaction; it may make the commit return before its WAL is flushed
+///   (releasing its locks sooner), if and only if `flush`
+/// - `flush`: `flush(&store)`, called after every commit, returns only once
+///   everything committed so far is durable. `commit` returns after it, so
+///   no caller ever acts on a commit that is not durable.
 /// - `announce`: `announce(conn, &Revocation)`, called in the transaction
 ///   of every mutation that revokes a token.
 /// - `subscribe`: `subscribe(&store)`, what [`Store::subscribe`] returns.
@@ -62,6 +69,8 @@ macro_rules! store_backend {
         insert_leases: $insert_leases:path,
         insert_events: $insert_events:path,
         announce: $announce:path,
+        defer_flush: $defer_flush:path,
+        flush: $flush:path,
         subscribe: $subscribe:path $(,)?
     ) => {
         // An anonymous const is a block: its imports stay out of the
@@ -376,6 +385,7 @@ macro_rules! store_backend {
                         return Ok(Vec::new());
                     }
                     let mut tx = self.$writer.$begin($($begin_arg)?).await?;
+                    $defer_flush(&mut tx).await?;
                     // The mutations first, in unit order; the audit head
                     // last. Every transaction takes its row locks before the
                     // head lock and holds the head only for its audit rows
@@ -419,13 +429,10 @@ macro_rules! store_backend {
                     }
                     // Events never influence a mutation, so they are all
                     // written last, together.
-                    $insert_events(&mut tx, &events).await?;
-                    sqlx::query(sql::UPDATE_HEAD)
-                        .bind(seq)
-                        .bind(&prev.0[..])
-                        .execute(&mut *tx)
-                        .await?;
+                    $insert_events(&mut tx, &events, (seq, &prev)).await?;
                     tx.commit().await?;
+                    // Durable before anyone is told: a reply waits for this.
+                    $flush(self).await?;
                     Ok(out)
                 }
 

@@ -15,7 +15,7 @@
 use std::fmt;
 use std::path::Path;
 
-use leash_domain::crypto::KeyedHasher;
+use leash_domain::crypto::{Digest, KeyedHasher};
 use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -173,6 +173,7 @@ async fn insert_leases(
 async fn insert_events(
     conn: &mut SqliteConnection,
     events: &[ChainedEvent],
+    (seq, mac): (i64, &Digest),
 ) -> Result<(), StoreError> {
     for ChainedEvent { seq, event: e, mac } in events {
         sqlx::query(sql::INSERT_EVENT)
@@ -194,12 +195,27 @@ async fn insert_events(
             .execute(&mut *conn)
             .await?;
     }
+    sqlx::query(sql::UPDATE_HEAD)
+        .bind(seq)
+        .bind(&mac.0[..])
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 /// One process writes a SQLite file: the committing process evicts its own
 /// cache, and there is no one else to tell.
 async fn announce(_conn: &mut SqliteConnection, _r: &Revocation) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// SQLite commits synchronously (`synchronous = FULL`); one writer at a
+/// time holds the file, so there is no lock to release sooner.
+async fn defer_flush(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
+}
+
+async fn flush(_store: &SqliteStore) -> Result<(), StoreError> {
     Ok(())
 }
 
@@ -222,5 +238,7 @@ crate::shared::store_backend! {
     insert_leases: insert_leases,
     insert_events: insert_events,
     announce: announce,
+    defer_flush: defer_flush,
+    flush: flush,
     subscribe: subscribe,
 }
