@@ -34,12 +34,16 @@ pub(crate) const REVOKE_LEASE_OWNED: &str = "UPDATE leases SET revoked_at = $2 \
      WHERE hash = $1 AND revoked_at IS NULL AND token_hash = $3";
 
 /// `$1` the literal prefix, `$2` the time.
+// A lease id is `<lease_path>/<suffix>`: a prefix is matched against
+// `<lease_path>/`, so `secret/data/app/db/` (Vault clients add the slash)
+// matches the leases of `secret/data/app/db`, as it matches their ids.
 pub(crate) const REVOKE_PREFIX: &str = "UPDATE leases SET revoked_at = $2 \
-     WHERE substr(lease_path, 1, length($1)) = $1 AND revoked_at IS NULL";
+     WHERE substr(lease_path || '/', 1, length($1)) = $1 AND revoked_at IS NULL";
 
 /// `$1` the literal prefix, `$2` the time, `$3` the owner.
 pub(crate) const REVOKE_PREFIX_OWNED: &str = "UPDATE leases SET revoked_at = $2 \
-     WHERE substr(lease_path, 1, length($1)) = $1 AND revoked_at IS NULL AND token_hash = $3";
+     WHERE substr(lease_path || '/', 1, length($1)) = $1 AND revoked_at IS NULL \
+     AND token_hash = $3";
 
 /// `$1` the token, `$2` the time.
 pub(crate) const REVOKE_TOKEN: &str =

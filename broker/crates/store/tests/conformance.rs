@@ -663,6 +663,14 @@ mod cases {
                 "secret/data/a\\\\d"
             ]
         );
+        // A lease id is `<lease_path>/<suffix>`: the slash Vault clients
+        // put after a path matches that path's leases, and only those.
+        let c = commit1(s, prefix("secret/data/ab/", None)).await;
+        assert_eq!(c.outcome, Outcome::Applied { affected: 1 });
+        let mut now_revoked = revoked(s, leases.clone()).await;
+        assert!(now_revoked.contains(&"secret/data/ab".to_owned()));
+        now_revoked.retain(|p| p.starts_with("secret/data/abc"));
+        assert!(now_revoked.is_empty(), "secret/data/abc/w is not under ab/");
         // A prefix longer than any path matches nothing.
         let c = commit1(s, prefix("secret/data/abc/w/and/more", None)).await;
         assert_eq!(c.outcome, Outcome::Applied { affected: 0 });
