@@ -22,6 +22,42 @@ use leash_domain::{Clock, KeyedHasher, ManualClock};
 use leash_store::{PoolOptions, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The policy files (`*.toml`) of `dir`: (file name, TOML).
+pub fn policy_files(dir: &Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            v.push((
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
+        }
+    }
+    v
+}
+
+/// Runs `app` on a task until the returned sender fires (or is dropped):
+/// its `http://127.0.0.1:PORT`, that sender and the task.
+fn serve(
+    app: App,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let addr = format!("http://{}", app.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop, server)
+}
+
 /// Which database a broker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -219,20 +255,10 @@ impl TestBroker {
         let issuer = DevIssuer::load_or_create(&keys).unwrap();
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).unwrap();
-        let policies = opts.policies.clone().unwrap_or_else(|| {
-            let src = repo_root().join("policies/dev");
-            let mut v = Vec::new();
-            for e in std::fs::read_dir(&src).unwrap() {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "toml") {
-                    v.push((
-                        p.file_name().unwrap().to_string_lossy().into_owned(),
-                        std::fs::read_to_string(&p).unwrap(),
-                    ));
-                }
-            }
-            v
-        });
+        let policies = opts
+            .policies
+            .clone()
+            .unwrap_or_else(|| policy_files(&repo_root().join("policies/dev")));
         for (name, text) in &policies {
             std::fs::write(policy_dir.join(name), text).unwrap();
         }
@@ -292,7 +318,6 @@ impl TestBroker {
                     .unwrap();
             }
         }
-        let addr = format!("http://{}", app.local_addr().unwrap());
         let hasher =
             KeyedHasher::new(&leash_broker::app::read_key(&keys.join("hash.key"), "hash").unwrap())
                 .unwrap();
@@ -300,14 +325,7 @@ impl TestBroker {
             .await
             .unwrap();
         let reloader = app.policy_reloader();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = app
-                .run_until_stopped(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop, server) = serve(app);
         let operator_token = std::fs::read_to_string(keys.join("operator.token"))
             .unwrap()
             .trim()
@@ -762,15 +780,7 @@ impl ExternalStack {
         tweak(&mut settings);
         let clock: Arc<dyn Clock> = Arc::new(leash_domain::SystemClock);
         let app = App::build(&settings, clock).await.unwrap();
-        let addr = format!("http://{}", app.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = app
-                .run_until_stopped(async move {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let (addr, stop, server) = serve(app);
         let client = LeashClient::new(&addr).unwrap();
         let operator =
             client.with_token(std::fs::read_to_string(keys.join("operator.token")).unwrap());

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use leash_client::{ClientError, LeashClient, RawResponse};
 use leash_tests::{ExternalStack, ToolRun, bao_call, moto_call, repo_root, run_tool};
 use serde_json::{Value, json};
 
@@ -62,11 +63,94 @@ async fn bao(s: &ExternalStack, token: &str, args: &[&str]) -> ToolRun {
     .await
 }
 
-/// The current SecretString of an AWS secret, read from moto directly.
-async fn aws_upstream(s: &ExternalStack, name: &str) -> Value {
-    let (status, v) = moto_call(&s.moto, "GetSecretValue", json!({"SecretId": name})).await;
-    assert_eq!(status, 200, "{v}");
-    serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap()
+/// An external store behind a Leash mount, read directly (not through
+/// Leash) to show what a write really did upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upstream {
+    /// OpenBao (KV v2) behind mount `secret`.
+    OpenBao,
+    /// AWS Secrets Manager (moto) behind mount `aws`.
+    Aws,
+}
+
+impl Upstream {
+    const ALL: [Upstream; 2] = [Upstream::OpenBao, Upstream::Aws];
+
+    /// The Leash mount in front of it.
+    fn mount(self) -> &'static str {
+        match self {
+            Upstream::OpenBao => "secret",
+            Upstream::Aws => "aws",
+        }
+    }
+
+    /// The current data of `path` in the store itself; `None` when it
+    /// holds none (never written, or its latest version deleted). Any
+    /// other answer fails the test.
+    async fn current(self, s: &ExternalStack, path: &str) -> Option<Value> {
+        match self {
+            Upstream::OpenBao => {
+                let (status, v) = bao_get(s, path).await;
+                match status {
+                    200 => Some(v["data"]["data"].clone()),
+                    404 => None,
+                    _ => panic!("OpenBao {path}: {status} {v}"),
+                }
+            }
+            Upstream::Aws => {
+                let (status, v) =
+                    moto_call(&s.moto, "GetSecretValue", json!({"SecretId": path})).await;
+                if status == 200 {
+                    return Some(
+                        serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap(),
+                    );
+                }
+                let kind = v["__type"].as_str().unwrap_or_default();
+                assert!(
+                    kind.contains("ResourceNotFound"),
+                    "moto {path}: {status} {v}"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// `GET /v1/secret/data/<path>` on OpenBao itself, as root: (status, answer).
+async fn bao_get(s: &ExternalStack, path: &str) -> (u16, Value) {
+    bao_call(
+        &s.bao,
+        &s.root_token,
+        "GET",
+        &format!("secret/data/{path}"),
+        None,
+    )
+    .await
+}
+
+/// `PUT /v1/<mount>/data/clients/<name>` of `{"k": value}` through Leash.
+async fn put_k(
+    w: &LeashClient,
+    up: Upstream,
+    name: &str,
+    value: &str,
+) -> Result<RawResponse, ClientError> {
+    let path = format!("/v1/{}/data/clients/{name}", up.mount());
+    w.raw("PUT", &path, Some(json!({"data": {"k": value}})))
+        .await
+}
+
+/// Whether a [`put_k`] succeeds (200) within `within`, retried.
+async fn put_k_succeeds_within(
+    w: &LeashClient,
+    up: Upstream,
+    name: &str,
+    within: Duration,
+) -> bool {
+    leash_tests::eventually(within, || async move {
+        put_k(w, up, name, "v").await.is_ok_and(|r| r.status == 200)
+    })
+    .await
 }
 
 /// Every audit event, page by page.
@@ -84,16 +168,6 @@ async fn all_events(s: &ExternalStack) -> Vec<leash_client::AuditEvent> {
     }
 }
 
-/// Whether moto holds no secret `name`.
-async fn aws_missing(s: &ExternalStack, name: &str) -> bool {
-    let (status, v) = moto_call(&s.moto, "DescribeSecret", json!({"SecretId": name})).await;
-    status != 200
-        && v["__type"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("ResourceNotFound")
-}
-
 /// The audit events of one request id: (operation, status, decision).
 async fn events_of(s: &ExternalStack, request_id: &str) -> Vec<(String, u16, String)> {
     all_events(s)
@@ -104,273 +178,153 @@ async fn events_of(s: &ExternalStack, request_id: &str) -> Vec<(String, u16, Str
         .collect()
 }
 
+/// `k=v` arguments as the JSON object they write.
+fn fields(kvs: &[&str]) -> Value {
+    kvs.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), Value::from(v))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// What the `bao` CLI writes to one external store and reads back.
+struct CliCase {
+    upstream: Upstream,
+    /// The secret's name under `clients/`.
+    name: &'static str,
+    /// Flags of the first put besides `-format=json`.
+    create_flags: &'static [&'static str],
+    /// The fields of version 1 and of version 2 (a put with `-cas=1`).
+    v1: &'static [&'static str],
+    v2: &'static [&'static str],
+    /// A put with the stale `-cas=1` after version 2: refused.
+    stale: &'static str,
+    /// The field patched in as version 3.
+    patch: &'static str,
+    /// The data of version 3.
+    v3: Value,
+}
+
+/// `bao kv <cmd> -mount=<mount> <rest>` with `token`.
+async fn kv(s: &ExternalStack, token: &str, mount: &str, cmd: &[&str], rest: &[&str]) -> ToolRun {
+    let mount = format!("-mount={mount}");
+    let args: Vec<&str> = [&["kv"][..], cmd, &[mount.as_str()], rest].concat();
+    bao(s, token, &args).await
+}
+
+/// The `bao` CLI's KV v2 flow on one mount: create, update with cas, a
+/// stale cas refused, patch, get (latest and `-version=1`), metadata,
+/// list, delete and a write outside the scope — each answer checked as
+/// the CLI sees it and against the store itself.
+async fn bao_cli_flow(s: &ExternalStack, t: &str, c: &CliCase) {
+    let (up, m) = (c.upstream, c.upstream.mount());
+    let path = format!("clients/{}", c.name);
+    let p = path.as_str();
+
+    let create = [&["-format=json"][..], c.create_flags, &[p], c.v1].concat();
+    let put = kv(s, t, m, &["put"], &create).await;
+    assert_eq!(put.json()["data"]["version"], 1);
+    assert_eq!(up.current(s, p).await, Some(fields(c.v1)));
+    let update = [&["-format=json", "-cas=1", p][..], c.v2].concat();
+    let put = kv(s, t, m, &["put"], &update).await;
+    assert_eq!(put.json()["data"]["version"], 2);
+    assert_eq!(up.current(s, p).await, Some(fields(c.v2)));
+    let stale = kv(s, t, m, &["put"], &["-cas=1", p, c.stale]).await;
+    assert_ne!(stale.code, 0);
+    assert!(stale.stderr.contains("check-and-set"), "{stale:?}");
+    let patch = kv(s, t, m, &["patch"], &["-format=json", p, c.patch]).await;
+    assert_eq!(patch.json()["data"]["version"], 3);
+    // Upstream really holds version 3.
+    assert_eq!(up.current(s, p).await, Some(c.v3.clone()));
+
+    let get = kv(s, t, m, &["get"], &["-format=json", p]).await.json();
+    assert_eq!(get["data"]["data"], c.v3);
+    assert_eq!(get["data"]["metadata"]["version"], 3);
+    let lease_prefix = format!("{m}/data/{p}/");
+    assert!(
+        get["lease_id"].as_str().unwrap().starts_with(&lease_prefix),
+        "{get}"
+    );
+    let v1 = kv(s, t, m, &["get"], &["-format=json", "-version=1", p])
+        .await
+        .json();
+    assert_eq!(v1["data"]["data"], fields(c.v1));
+    let meta = kv(s, t, m, &["metadata", "get"], &["-format=json", p])
+        .await
+        .json();
+    assert_eq!(meta["data"]["current_version"], 3);
+    match up {
+        Upstream::OpenBao => {
+            assert_eq!(meta["data"]["versions"].as_object().unwrap().len(), 3);
+            let (_, raw) = bao_get(s, p).await;
+            assert_eq!(raw["data"]["metadata"]["version"], 3);
+        }
+        // Stages by name, in the metadata: stage → version.
+        Upstream::Aws => assert_eq!(
+            meta["data"]["custom_metadata"],
+            json!({"AWSCURRENT": "3", "AWSPREVIOUS": "2"})
+        ),
+    }
+    let list = kv(s, t, m, &["list"], &["-format=json", "clients"])
+        .await
+        .json();
+    assert_eq!(list, json!([c.name]));
+
+    let del = kv(s, t, m, &["delete"], &[p]).await;
+    match up {
+        // The latest version is soft-deleted upstream.
+        Upstream::OpenBao => {
+            assert_eq!(del.code, 0, "{del:?}");
+            assert_eq!(up.current(s, p).await, None);
+            let (status, raw) = bao_get(s, p).await;
+            assert_eq!(status, 404);
+            assert_ne!(raw["data"]["metadata"]["deletion_time"], "");
+        }
+        // Deleting an AWS secret through Leash is refused, and it stays.
+        Upstream::Aws => {
+            assert_ne!(del.code, 0);
+            assert!(del.stderr.contains("not supported"), "{del:?}");
+            assert_eq!(up.current(s, p).await, Some(c.v3.clone()));
+        }
+    }
+    // Outside the scope: refused, and nothing reaches the store.
+    let out = kv(s, t, m, &["put"], &["other/x", "k=v"]).await;
+    assert_ne!(out.code, 0);
+    assert_eq!(up.current(s, "other/x").await, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bao_cli_reads_and_writes_openbao_and_aws_through_leash() {
     let s = stack(true).await;
     let t = s.login("clients-app").await;
 
-    // --- OpenBao (KV v2) ---
-    let put = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-format=json",
-            "-mount=secret",
-            "clients/db",
-            "user=app",
-            "password=pw-1",
-        ],
-    )
-    .await;
-    assert_eq!(put.json()["data"]["version"], 1);
-    let put = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-format=json",
-            "-mount=secret",
-            "-cas=1",
-            "clients/db",
-            "user=app",
-            "password=pw-2",
-        ],
-    )
-    .await;
-    assert_eq!(put.json()["data"]["version"], 2);
-    let stale = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-mount=secret",
-            "-cas=1",
-            "clients/db",
-            "password=never",
-        ],
-    )
-    .await;
-    assert_ne!(stale.code, 0);
-    assert!(stale.stderr.contains("check-and-set"), "{stale:?}");
-    let patch = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "patch",
-            "-format=json",
-            "-mount=secret",
-            "clients/db",
-            "password=pw-3",
-        ],
-    )
-    .await;
-    assert_eq!(patch.json()["data"]["version"], 3);
-    let get = bao(
-        &s,
-        &t,
-        &["kv", "get", "-format=json", "-mount=secret", "clients/db"],
-    )
-    .await
-    .json();
-    assert_eq!(
-        get["data"]["data"],
-        json!({"user": "app", "password": "pw-3"})
-    );
-    assert_eq!(get["data"]["metadata"]["version"], 3);
-    assert!(
-        get["lease_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("secret/data/clients/db/")
-    );
-    let v1 = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "get",
-            "-format=json",
-            "-mount=secret",
-            "-version=1",
-            "clients/db",
-        ],
-    )
-    .await
-    .json();
-    assert_eq!(v1["data"]["data"]["password"], "pw-1");
-    let meta = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "metadata",
-            "get",
-            "-format=json",
-            "-mount=secret",
-            "clients/db",
-        ],
-    )
-    .await
-    .json();
-    assert_eq!(meta["data"]["current_version"], 3);
-    assert_eq!(meta["data"]["versions"].as_object().unwrap().len(), 3);
-    let list = bao(
-        &s,
-        &t,
-        &["kv", "list", "-format=json", "-mount=secret", "clients"],
-    )
-    .await
-    .json();
-    assert_eq!(list, json!(["db"]));
-    // Upstream really holds version 3.
-    let (_, up) = bao_call(&s.bao, &s.root_token, "GET", "secret/data/clients/db", None).await;
-    assert_eq!(
-        up["data"]["data"],
-        json!({"user": "app", "password": "pw-3"})
-    );
-    assert_eq!(up["data"]["metadata"]["version"], 3);
-    // Delete: the latest version is soft-deleted upstream.
-    let del = bao(&s, &t, &["kv", "delete", "-mount=secret", "clients/db"]).await;
-    assert_eq!(del.code, 0, "{del:?}");
-    let (status, up) = bao_call(&s.bao, &s.root_token, "GET", "secret/data/clients/db", None).await;
-    assert_eq!(status, 404);
-    assert_ne!(up["data"]["metadata"]["deletion_time"], "");
-    // Outside the scope: refused, and nothing reaches the store.
-    let out = bao(&s, &t, &["kv", "put", "-mount=secret", "other/x", "k=v"]).await;
-    assert_ne!(out.code, 0);
-    let (status, _) = bao_call(&s.bao, &s.root_token, "GET", "secret/data/other/x", None).await;
-    assert_eq!(status, 404);
-
-    // --- AWS Secrets Manager ---
-    let put = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-format=json",
-            "-mount=aws",
-            "-cas=0",
-            "clients/api",
-            "key=k1",
-        ],
-    )
-    .await;
-    assert_eq!(put.json()["data"]["version"], 1);
-    assert_eq!(aws_upstream(&s, "clients/api").await, json!({"key": "k1"}));
-    let put = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-format=json",
-            "-mount=aws",
-            "-cas=1",
-            "clients/api",
-            "key=k2",
-        ],
-    )
-    .await;
-    assert_eq!(put.json()["data"]["version"], 2);
-    let stale = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "put",
-            "-mount=aws",
-            "-cas=1",
-            "clients/api",
-            "key=never",
-        ],
-    )
-    .await;
-    assert_ne!(stale.code, 0);
-    assert!(stale.stderr.contains("check-and-set"), "{stale:?}");
-    let patch = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "patch",
-            "-format=json",
-            "-mount=aws",
-            "clients/api",
-            "extra=e",
-        ],
-    )
-    .await;
-    assert_eq!(patch.json()["data"]["version"], 3);
-    assert_eq!(
-        aws_upstream(&s, "clients/api").await,
-        json!({"key": "k2", "extra": "e"})
-    );
-    let get = bao(
-        &s,
-        &t,
-        &["kv", "get", "-format=json", "-mount=aws", "clients/api"],
-    )
-    .await
-    .json();
-    assert_eq!(get["data"]["data"], json!({"key": "k2", "extra": "e"}));
-    assert_eq!(get["data"]["metadata"]["version"], 3);
-    let v1 = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "get",
-            "-format=json",
-            "-mount=aws",
-            "-version=1",
-            "clients/api",
-        ],
-    )
-    .await
-    .json();
-    assert_eq!(v1["data"]["data"], json!({"key": "k1"}));
-    // Stages by name, in the metadata: stage → version.
-    let meta = bao(
-        &s,
-        &t,
-        &[
-            "kv",
-            "metadata",
-            "get",
-            "-format=json",
-            "-mount=aws",
-            "clients/api",
-        ],
-    )
-    .await
-    .json();
-    assert_eq!(meta["data"]["current_version"], 3);
-    assert_eq!(
-        meta["data"]["custom_metadata"],
-        json!({"AWSCURRENT": "3", "AWSPREVIOUS": "2"})
-    );
-    let list = bao(
-        &s,
-        &t,
-        &["kv", "list", "-format=json", "-mount=aws", "clients"],
-    )
-    .await
-    .json();
-    assert_eq!(list, json!(["api"]));
-    // Deleting an AWS secret through Leash is refused, and it stays.
-    let del = bao(&s, &t, &["kv", "delete", "-mount=aws", "clients/api"]).await;
-    assert_ne!(del.code, 0);
-    assert!(del.stderr.contains("not supported"), "{del:?}");
-    assert_eq!(
-        aws_upstream(&s, "clients/api").await,
-        json!({"key": "k2", "extra": "e"})
-    );
+    let cases = [
+        CliCase {
+            upstream: Upstream::OpenBao,
+            name: "db",
+            create_flags: &[],
+            v1: &["user=app", "password=pw-1"],
+            v2: &["user=app", "password=pw-2"],
+            stale: "password=never",
+            patch: "password=pw-3",
+            v3: json!({"user": "app", "password": "pw-3"}),
+        },
+        CliCase {
+            upstream: Upstream::Aws,
+            name: "api",
+            create_flags: &["-cas=0"],
+            v1: &["key=k1"],
+            v2: &["key=k2"],
+            stale: "key=never",
+            patch: "extra=e",
+            v3: json!({"key": "k2", "extra": "e"}),
+        },
+    ];
+    for c in &cases {
+        bao_cli_flow(&s, &t, c).await;
+    }
 
     // Every external write: a decision event, then its outcome.
     let events = all_events(&s).await;
@@ -463,20 +417,12 @@ async fn hvac_reads_and_writes_openbao_and_aws_through_leash() {
     let aws_delete = &steps["aws.delete"];
     assert!(aws_delete.get("err").is_some(), "{aws_delete}");
     // Upstream: OpenBao's latest version is deleted; AWS holds the patch.
-    let (status, _) = bao_call(&s.bao, &s.root_token, "GET", "secret/data/clients/hv", None).await;
-    assert_eq!(status, 404);
-    let (_, v2) = bao_call(
-        &s.bao,
-        &s.root_token,
-        "GET",
-        "secret/data/clients/hv?version=2",
-        None,
-    )
-    .await;
+    assert_eq!(Upstream::OpenBao.current(&s, "clients/hv").await, None);
+    let (_, v2) = bao_get(&s, "clients/hv?version=2").await;
     assert_eq!(v2["data"]["data"], json!({"a": "2"}));
     assert_eq!(
-        aws_upstream(&s, "clients/hv").await,
-        json!({"a": "2", "b": "3"})
+        Upstream::Aws.current(&s, "clients/hv").await,
+        Some(json!({"a": "2", "b": "3"}))
     );
     s.stop().await;
 }
@@ -486,18 +432,43 @@ async fn read_only_mounts_refuse_writes_before_any_upstream_call() {
     let s = stack(false).await;
     let t = s.login("clients-app").await;
     let w = s.client.with_token(t.clone());
-    for (path, body) in [
-        ("/v1/secret/data/clients/ro", json!({"data": {"k": "v"}})),
-        ("/v1/aws/data/clients/ro", json!({"data": {"k": "v"}})),
-    ] {
-        let r = w.raw("PUT", path, Some(body)).await.unwrap();
-        assert_eq!(r.status, 405, "{}", r.body);
+    for up in Upstream::ALL {
+        let r = put_k(&w, up, "ro", "v").await.unwrap();
+        assert_eq!(r.status, 405, "{up:?}: {}", r.body);
         assert!(r.body.contains("read-only"), "{}", r.body);
     }
-    let (status, _) = bao_call(&s.bao, &s.root_token, "GET", "secret/data/clients/ro", None).await;
-    assert_eq!(status, 404);
-    assert!(aws_missing(&s, "clients/ro").await, "no such secret in AWS");
+    for up in Upstream::ALL {
+        assert_eq!(up.current(&s, "clients/ro").await, None, "{up:?}");
+    }
     s.stop().await;
+}
+
+/// A write to `up`'s mount while that store is down: 503 in the Vault
+/// shape, no backend internals, audited as a decision and an error
+/// outcome.
+async fn write_while_down(s: &ExternalStack, w: &LeashClient, up: Upstream) {
+    let m = up.mount();
+    let r = put_k(w, up, "down", "pw-down").await.unwrap();
+    assert_eq!(r.status, 503, "{m}: {}", r.body);
+    assert_eq!(
+        r.json().unwrap()["errors"],
+        json!(["secret store unavailable"])
+    );
+    assert!(!r.body.contains("127.0.0.1") && !r.body.contains("pw-down"));
+    let rid = all_events(s)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.path == format!("{m}/clients/down"))
+        .unwrap()
+        .request_id;
+    assert_eq!(
+        events_of(s, &rid).await,
+        vec![
+            ("kv.write".to_owned(), 202, "allowed".to_owned()),
+            ("kv.write.result".to_owned(), 503, "error".to_owned()),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -506,79 +477,18 @@ async fn a_store_outage_during_a_write_is_503_audited_and_writes_nothing() {
     let t = s.login("clients-app").await;
     let w = s.client.with_token(t.clone());
 
-    // OpenBao down: 503 in the Vault shape, no backend internals, audited
-    // as a decision and an error outcome; never retried.
+    // OpenBao down, then AWS too: each write is 503 in the Vault shape,
+    // with no backend internals, audited as a decision and an error
+    // outcome; never retried.
     s.bao.stop();
-    let r = w
-        .raw(
-            "PUT",
-            "/v1/secret/data/clients/down",
-            Some(json!({"data": {"k": "pw-down"}})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(
-        r.json().unwrap()["errors"],
-        json!(["secret store unavailable"])
-    );
-    assert!(!r.body.contains("127.0.0.1") && !r.body.contains("pw-down"));
-    let rid = all_events(&s)
-        .await
-        .into_iter()
-        .rev()
-        .find(|e| e.path == "secret/clients/down")
-        .unwrap()
-        .request_id;
-    assert_eq!(
-        events_of(&s, &rid).await,
-        vec![
-            ("kv.write".to_owned(), 202, "allowed".to_owned()),
-            ("kv.write.result".to_owned(), 503, "error".to_owned()),
-        ]
-    );
-    // AWS down too: the same.
+    write_while_down(&s, &w, Upstream::OpenBao).await;
     s.moto.stop();
-    let r = w
-        .raw(
-            "PUT",
-            "/v1/aws/data/clients/down",
-            Some(json!({"data": {"k": "pw-down"}})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 503, "{}", r.body);
-    let rid = all_events(&s)
-        .await
-        .into_iter()
-        .rev()
-        .find(|e| e.path == "aws/clients/down")
-        .unwrap()
-        .request_id;
-    assert_eq!(
-        events_of(&s, &rid).await,
-        vec![
-            ("kv.write".to_owned(), 202, "allowed".to_owned()),
-            ("kv.write.result".to_owned(), 503, "error".to_owned()),
-        ]
-    );
+    write_while_down(&s, &w, Upstream::Aws).await;
     // The stores come back: Leash recovers without a restart.
     s.moto.restart().await;
     s.bao.restart().await;
     assert!(
-        leash_tests::eventually(Duration::from_secs(15), || {
-            let w = w.clone();
-            async move {
-                w.raw(
-                    "PUT",
-                    "/v1/aws/data/clients/up",
-                    Some(json!({"data": {"k": "v"}})),
-                )
-                .await
-                .is_ok_and(|r| r.status == 200)
-            }
-        })
-        .await,
+        put_k_succeeds_within(&w, Upstream::Aws, "up", Duration::from_secs(15)).await,
         "no recovery after moto came back"
     );
 
@@ -609,46 +519,23 @@ async fn an_audit_outage_writes_nothing_upstream() {
     )
     .await
     .unwrap();
-    for path in [
-        "/v1/secret/data/clients/noaudit",
-        "/v1/aws/data/clients/noaudit",
-    ] {
-        let r = w
-            .raw("PUT", path, Some(json!({"data": {"k": "pw-noaudit"}})))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 503, "{path}: {}", r.body);
+    for up in Upstream::ALL {
+        let r = put_k(&w, up, "noaudit", "pw-noaudit").await.unwrap();
+        assert_eq!(r.status, 503, "{up:?}: {}", r.body);
         assert!(r.body.contains("audit"), "{}", r.body);
     }
-    let (status, _) = bao_call(
-        &s.bao,
-        &s.root_token,
-        "GET",
-        "secret/data/clients/noaudit",
-        None,
-    )
-    .await;
-    assert_eq!(status, 404, "an unaudited write reached OpenBao");
-    assert!(
-        aws_missing(&s, "clients/noaudit").await,
-        "an unaudited write reached AWS"
-    );
+    for up in Upstream::ALL {
+        assert_eq!(
+            up.current(&s, "clients/noaudit").await,
+            None,
+            "an unaudited write reached {up:?}"
+        );
+    }
     drop(blocker);
     // The audit log recovers; the write then goes through.
     assert!(
-        leash_tests::eventually(Duration::from_secs(10), || {
-            let w = w.clone();
-            async move {
-                w.raw(
-                    "PUT",
-                    "/v1/secret/data/clients/noaudit",
-                    Some(json!({"data": {"k": "v"}})),
-                )
-                .await
-                .is_ok_and(|r| r.status == 200)
-            }
-        })
-        .await
+        put_k_succeeds_within(&w, Upstream::OpenBao, "noaudit", Duration::from_secs(10)).await,
+        "no recovery after the audit log came back"
     );
     s.stop().await;
 }

@@ -7,19 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use leash_attest::DevIssuer;
-use leash_broker::{App, Settings};
-use leash_client::LeashClient;
-use leash_domain::crypto::random_b64;
-use leash_domain::{Clock, SystemClock};
-use leash_tests::{Peer, PgDatabase, eventually, repo_root};
+use leash_tests::{ExternalStack, bao_call, eventually, moto_call, policy_files, repo_root};
 use serde_json::json;
 
-async fn seed_bao(bao: &Peer, root: &str) {
-    let http = reqwest::Client::new();
+async fn seed_bao(s: &ExternalStack) {
     for (path, data) in [
         (
             "payments/db",
@@ -27,109 +20,42 @@ async fn seed_bao(bao: &Peer, root: &str) {
         ),
         ("payments/api-key", json!({"key": "bao-key-1"})),
     ] {
-        let r = http
-            .put(format!("{}/v1/secret/data/{path}", bao.addr()))
-            .header("X-Vault-Token", root)
-            .json(&json!({ "data": data }))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "seed {path}: {}", r.status());
+        let (status, v) = bao_call(
+            &s.bao,
+            &s.root_token,
+            "PUT",
+            &format!("secret/data/{path}"),
+            Some(json!({ "data": data })),
+        )
+        .await;
+        assert!((200..300).contains(&status), "seed {path}: {status} {v}");
     }
 }
 
-async fn seed_moto(moto: &Peer) {
-    // The Secrets Manager JSON protocol; moto reads the region from the
-    // (unchecked) credential scope.
-    let r = reqwest::Client::new()
-        .post(moto.addr())
-        .header("X-Amz-Target", "secretsmanager.CreateSecret")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=testing/20261126/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00",
-        )
-        .body(json!({"Name": "prod/payments/card", "SecretString": "{\"api_key\":\"aws-key-1\"}"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "seed moto: {}", r.status());
+async fn seed_moto(s: &ExternalStack) {
+    let secret =
+        json!({"Name": "prod/payments/card", "SecretString": "{\"api_key\":\"aws-key-1\"}"});
+    let (status, v) = moto_call(&s.moto, "CreateSecret", secret).await;
+    assert!((200..300).contains(&status), "seed moto: {status} {v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_front_door_over_openbao_and_aws() {
-    let tools = repo_root().join(".tools/venv/bin");
-    let root_token = format!("root-{}", random_b64(12).unwrap());
-    let mut bao = Peer::start(
-        tools.join("bao"),
-        &[
-            "server",
-            "-dev",
-            &format!("-dev-root-token-id={root_token}"),
-            "-dev-listen-address=127.0.0.1:{port}",
-        ],
-        "http://127.0.0.1:{port}/v1/sys/health",
-    )
+    // The compose configuration and policies, with the addresses of this
+    // machine's processes in place of the compose service names.
+    let policies = policy_files(&repo_root().join("compose/policies"));
+    let policies: Vec<(&str, &str)> = policies
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_str()))
+        .collect();
+    let mut stack = ExternalStack::start(&policies, |settings| {
+        settings.mounts[0].cache.breaker_cooldown = Duration::from_millis(500);
+    })
     .await;
-    let mut moto = Peer::start(
-        tools.join("moto_server"),
-        &["-H", "127.0.0.1", "-p", "{port}"],
-        "http://127.0.0.1:{port}/moto-api/",
-    )
-    .await;
-    seed_bao(&bao, &root_token).await;
-    seed_moto(&moto).await;
-
-    let pg = PgDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path();
-    for k in ["hash.key", "builtin.key", "operator.token"] {
-        std::fs::write(keys.join(k), random_b64(32).unwrap()).unwrap();
-    }
-    std::fs::write(keys.join("openbao.token"), &root_token).unwrap();
-    std::fs::write(
-        keys.join("aws-credentials"),
-        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-    )
-    .unwrap();
-    let issuer = DevIssuer::load_or_create(keys).unwrap();
-    let env = leash_tests::config_env(&pg.url, keys, &repo_root().join("compose/policies"));
-    // The compose configuration, with the addresses of this machine's
-    // processes in place of the compose service names.
-    let mut settings = Settings::load(&repo_root().join("compose/leash.toml"), env).unwrap();
-    settings.issuers = vec![issuer.issuer_config()];
-    let vault = settings.mounts[0].vault.as_mut().unwrap();
-    vault.address = bao.addr();
-    vault.token_file = Some(keys.join("openbao.token"));
-    vault.timeout = Duration::from_secs(2);
-    settings.mounts[0].cache.breaker_cooldown = Duration::from_millis(500);
-    let aws = settings.mounts[1].aws.as_mut().unwrap();
-    aws.endpoint_url = Some(moto.addr());
-    aws.credentials_file = Some(keys.join("aws-credentials"));
-
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = App::build(&settings, clock.clone()).await.unwrap();
-    let addr = format!("http://{}", app.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = app
-            .run_until_stopped(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    let client = LeashClient::new(&addr).unwrap();
-    let op = client.with_token(std::fs::read_to_string(keys.join("operator.token")).unwrap());
-    let jwt = issuer
-        .mint(
-            "payments-api",
-            Duration::from_secs(600),
-            Default::default(),
-            clock.now(),
-        )
-        .unwrap();
-    let auth = client.jwt_login("payments-api", &jwt).await.unwrap();
-    let w = client.with_token(auth.client_token);
+    seed_bao(&stack).await;
+    seed_moto(&stack).await;
+    let op = stack.operator.clone();
+    let w = stack.client.with_token(stack.login("payments-api").await);
 
     // OpenBao and AWS through one door, each under a lease.
     let s = w.kv_read("secret", "payments/db", None).await.unwrap();
@@ -196,7 +122,7 @@ async fn one_front_door_over_openbao_and_aws() {
     assert_eq!(secret["health"]["state"], json!("up"));
 
     // OpenBao goes down: an uncached read is 503, audited, nothing handed out.
-    bao.stop();
+    stack.bao.stop();
     let leases_before = st["data"]["live_leases"].as_i64().unwrap();
     let r = w
         .raw("GET", "/v1/secret/data/payments/api-key", None)
@@ -223,8 +149,8 @@ async fn one_front_door_over_openbao_and_aws() {
     w.kv_read("aws", "prod/payments/card", None).await.unwrap();
 
     // It comes back (dev mode: empty, so reseed): Leash recovers by itself.
-    bao.restart().await;
-    seed_bao(&bao, &root_token).await;
+    stack.bao.restart().await;
+    seed_bao(&stack).await;
     assert!(
         eventually(Duration::from_secs(15), || {
             let w = w.clone();
@@ -235,7 +161,7 @@ async fn one_front_door_over_openbao_and_aws() {
     );
     // With the AWS emulator down too: in scope is 503 (fail closed), out of
     // scope is still the same 403 (the store is never asked).
-    moto.stop();
+    stack.moto.stop();
     let in_scope = w
         .raw("GET", "/v1/aws/data/prod/payments/other", None)
         .await
@@ -254,6 +180,5 @@ async fn one_front_door_over_openbao_and_aws() {
             && e.path == "secret/payments/api-key")
     );
     assert!(op.audit_verify().await.unwrap().ok);
-    let _ = stop.send(());
-    let _ = server.await;
+    stack.stop().await;
 }
