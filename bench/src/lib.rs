@@ -769,9 +769,8 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>
     );
 
     // 3. The operator revokes every lease under a prefix only this
-    // identity holds live leases on (the others' are already revoked).
-    // Leash stores a lease's path without the lease id's random suffix, so
-    // the prefix is `secret/data/bench/`, not `secret/data/bench/db/`.
+    // identity holds live leases on (the others' are already revoked), as a
+    // Vault client writes it: the secret's path and a slash.
     say!(
         opts,
         "revocation: {n} leases of one identity, by the operator (prefix)"
@@ -782,7 +781,7 @@ async fn revocation(opts: &Options, env: &Env) -> anyhow::Result<Vec<Revocation>
         .http()
         .post(format!("{}/v1/leash/leases/revoke", primary.url()))
         .header("X-Vault-Token", &env.home.operator_token)
-        .json(&json!({ "prefix": "secret/data/bench/" }));
+        .json(&json!({ "prefix": format!("secret/data/{SECRET_PATH}/") }));
     out.push(
         timed_revocation(
             "POST leash/leases/revoke {prefix} (operator: the leases only)",

@@ -162,18 +162,14 @@ impl SessionCache {
 
     /// Forgets `token`.
     pub fn evict(&self, token: &Digest) {
-        let mut map = self.lock();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        map.remove(token);
-        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        self.evicting(|map| {
+            map.remove(token);
+        });
     }
 
     /// Forgets every token of `workload`.
     pub fn evict_workload(&self, workload: &str) {
-        let mut map = self.lock();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        map.retain(|_, e| e.record.workload != workload);
-        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        self.evicting(|map| map.retain(|_, e| e.record.workload != workload));
     }
 
     /// Forgets what `m` revokes, if it revokes tokens.
@@ -187,14 +183,18 @@ impl SessionCache {
             Mutation::RevokeTokens {
                 selector: TokenSelector::Accessor(a),
                 ..
-            } => {
-                let mut map = self.lock();
-                self.epoch.fetch_add(1, Ordering::SeqCst);
-                map.retain(|_, e| e.record.accessor != *a);
-                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-            }
+            } => self.evicting(|map| map.retain(|_, e| e.record.accessor != *a)),
             _ => {}
         }
+    }
+
+    /// Runs `forget` on the map under the lock, and bumps the epoch so that
+    /// no read that started before is cached after.
+    fn evicting(&self, forget: impl FnOnce(&mut HashMap<Digest, Entry>)) {
+        let mut map = self.lock();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        forget(&mut map);
+        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets everything.
