@@ -1,11 +1,16 @@
 //! Group commit: every request's audit event (and its lease, token or
-//! revocation) is committed by one writer task that batches whatever
-//! requests are waiting into one transaction and one fsync.
+//! revocation) is committed by a writer task that batches whatever
+//! requests are waiting into one transaction, and made durable by a
+//! flusher task that covers every batch committed meanwhile with one disk
+//! flush.
 //!
 //! A caller's reply is released only after the batch holding its unit has
-//! committed. If the store cannot commit within the configured bound the
-//! caller gets [`CommitError`], and the caller must answer 503 and hand
-//! nothing out: no audit row, no secret.
+//! committed and a flush begun after that commit has returned. The writers
+//! never wait for the disk: while one flush runs, they commit the next
+//! batches, which the next flush covers. If the store cannot commit (or
+//! flush) within the configured bound the caller gets [`CommitError`], and
+//! the caller must answer 503 and hand nothing out: no audit row, no
+//! secret.
 //!
 //! When a batch fails with a definite error (the transaction rolled back),
 //! its units are retried one by one, so one bad unit cannot take the others
@@ -18,7 +23,7 @@ use std::time::Duration;
 
 use leash_domain::{CommitUnit, Committed};
 use leash_store::{Store, StoreError};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 
 /// Why a unit was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -28,17 +33,28 @@ pub enum CommitError {
     Unavailable(#[source] Option<StoreError>),
 }
 
+type Reply = oneshot::Sender<Result<Committed, CommitError>>;
+
 struct Job {
     unit: CommitUnit,
-    reply: oneshot::Sender<Result<Committed, CommitError>>,
+    reply: Reply,
+}
+
+/// A batch committed but not yet known to be durable: its callers wait.
+struct Unflushed {
+    replies: Vec<Reply>,
+    done: Vec<Committed>,
 }
 
 /// Counters the operator can read.
 #[derive(Debug, Default)]
 pub struct CommitStats {
-    /// Transactions committed.
+    /// Transactions committed and flushed.
     pub batches: AtomicU64,
-    /// Units committed.
+    /// Disk flushes that released batches (one covers every batch
+    /// committed while the previous one ran).
+    pub flushes: AtomicU64,
+    /// Units committed and flushed.
     pub units: AtomicU64,
     /// Units that failed to commit.
     pub failures: AtomicU64,
@@ -61,8 +77,8 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Starts the writer. `timeout` bounds both the wait for a place in the
-    /// queue and the wait for the commit.
+    /// Starts the writers and the flusher. `timeout` bounds both the wait
+    /// for a place in the queue and the wait for the durable commit.
     ///
     /// `writers` batches may be in flight at once: each writer takes what
     /// is waiting when it is free. The store orders their audit rows.
@@ -72,13 +88,19 @@ impl Committer {
         writers: usize,
         timeout: Duration,
     ) -> Self {
+        let writers = writers.max(1);
         let (tx, rx) = mpsc::channel(max_batch.saturating_mul(8).max(64));
         let rx = Arc::new(Mutex::new(rx));
+        // Bounded: when flushes stall, the writers stop taking batches and
+        // the callers time out, rather than batches piling up in memory.
+        let (flush_tx, flush_rx) = mpsc::channel(writers * 2);
         let stats = Arc::new(CommitStats::default());
-        for _ in 0..writers.max(1) {
+        tokio::spawn(flusher(store.clone(), flush_rx, timeout, stats.clone()));
+        for _ in 0..writers {
             tokio::spawn(run(
                 store.clone(),
                 rx.clone(),
+                flush_tx.clone(),
                 max_batch.max(1),
                 timeout,
                 stats.clone(),
@@ -115,13 +137,13 @@ impl Committer {
 async fn run(
     store: Arc<dyn Store>,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    flush: mpsc::Sender<Unflushed>,
     max_batch: usize,
     timeout: Duration,
     stats: Arc<CommitStats>,
 ) {
     let mut units: Vec<CommitUnit> = Vec::with_capacity(max_batch);
-    let mut replies: Vec<oneshot::Sender<Result<Committed, CommitError>>> =
-        Vec::with_capacity(max_batch);
+    let mut replies: Vec<Reply> = Vec::with_capacity(max_batch);
     loop {
         {
             // One writer at a time takes a batch: the first waiting unit
@@ -142,17 +164,20 @@ async fn run(
         // Callers that gave up no longer wait; their units are still
         // committed, because the request may already have been recorded as
         // seen by the caller's side (a timed-out reply is a 503 either way).
-        match tokio::time::timeout(timeout, store.commit(&units)).await {
+        match tokio::time::timeout(timeout, store.commit_unflushed(&units)).await {
             Ok(Ok(done)) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats.units.fetch_add(done.len() as u64, Ordering::Relaxed);
-                for (reply, c) in replies.drain(..).zip(done) {
-                    let _ = reply.send(Ok(c));
-                }
+                let batch = Unflushed {
+                    replies: std::mem::replace(&mut replies, Vec::with_capacity(max_batch)),
+                    done,
+                };
+                // If the flusher is gone, the replies drop with the batch
+                // and their callers get `Unavailable`.
+                let _ = flush.send(batch).await;
             }
             Ok(Err(e)) if units.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %e, batch = units.len(), "audit batch rolled back; committing its units one by one");
                 for (unit, reply) in units.iter().zip(replies.drain(..)) {
+                    // Rare: each one is flushed on its own.
                     let r = match tokio::time::timeout(
                         timeout,
                         store.commit(std::slice::from_ref(unit)),
@@ -161,6 +186,7 @@ async fn run(
                     {
                         Ok(Ok(mut d)) if d.len() == 1 => {
                             stats.batches.fetch_add(1, Ordering::Relaxed);
+                            stats.flushes.fetch_add(1, Ordering::Relaxed);
                             stats.units.fetch_add(1, Ordering::Relaxed);
                             d.pop().ok_or(CommitError::Unavailable(None))
                         }
@@ -191,5 +217,280 @@ async fn run(
         }
         units.clear();
         replies.clear();
+    }
+}
+
+/// Flushes running at once. A batch committed while one runs need not
+/// wait for it to end before its own flush starts: PostgreSQL shares the
+/// disk flush between them.
+const FLUSHES_IN_FLIGHT: usize = 2;
+
+/// Releases committed batches once they are durable: takes every batch
+/// committed so far, flushes once, then answers all of their callers. Each
+/// flush begins after the commits of all the batches it releases returned;
+/// up to [`FLUSHES_IN_FLIGHT`] run at once, and batches committed while
+/// all are busy join the next one. If a flush fails, its callers get
+/// `Unavailable`: their rows may well be on disk, but nothing is handed out
+/// on a commit not known to be durable.
+async fn flusher(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Unflushed>,
+    timeout: Duration,
+    stats: Arc<CommitStats>,
+) {
+    let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut ready = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            ready.push(more);
+        }
+        let (store, stats) = (store.clone(), stats.clone());
+        tokio::spawn(async move {
+            let flushed = match tokio::time::timeout(timeout, store.flush()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "audit flush failed");
+                    false
+                }
+                Err(_) => {
+                    tracing::error!("audit flush timed out");
+                    false
+                }
+            };
+            release(ready, flushed, &stats);
+            drop(slot);
+        });
+    }
+}
+
+/// Answers the callers of flushed (or not) batches.
+fn release(ready: Vec<Unflushed>, flushed: bool, stats: &CommitStats) {
+    if flushed {
+        stats.flushes.fetch_add(1, Ordering::Relaxed);
+    }
+    for batch in ready {
+        let n = batch.done.len() as u64;
+        if flushed {
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.units.fetch_add(n, Ordering::Relaxed);
+            for (reply, c) in batch.replies.into_iter().zip(batch.done) {
+                let _ = reply.send(Ok(c));
+            }
+        } else {
+            stats.failures.fetch_add(n, Ordering::Relaxed);
+            for reply in batch.replies {
+                let _ = reply.send(Err(CommitError::Unavailable(None)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use leash_domain::audit::{AuditEvent, Decision, StoredEvent};
+    use leash_domain::crypto::{Digest, KeyedHasher};
+    use leash_domain::records::{LeaseRecord, TokenRecord};
+    use leash_store::{KvVersion, KvVersionMeta, PoolOptions, SqliteStore, StoreStats};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A real (SQLite) store whose flushes wait for a permit, so a test
+    /// can hold a batch between its commit and its flush.
+    struct GatedFlush {
+        inner: SqliteStore,
+        gate: Semaphore,
+        entered: AtomicUsize,
+        flushes: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for GatedFlush {
+        fn kind(&self) -> &'static str {
+            self.inner.kind()
+        }
+        async fn migrate(&self) -> Result<(), StoreError> {
+            self.inner.migrate().await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        async fn commit_unflushed(&self, u: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
+            self.inner.commit_unflushed(u).await
+        }
+        async fn flush(&self) -> Result<(), StoreError> {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            // Each permit lets one flush through.
+            self.gate
+                .acquire()
+                .await
+                .map_err(|_| StoreError::Unavailable("flush gate closed".into()))?
+                .forget();
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            self.inner.flush().await
+        }
+        async fn subscribe(&self) -> Result<Option<leash_store::RevocationFeed>, StoreError> {
+            self.inner.subscribe().await
+        }
+        async fn token(&self, h: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+            self.inner.token(h).await
+        }
+        async fn lease(&self, h: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
+            self.inner.lease(h).await
+        }
+        async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.reap(before).await
+        }
+        async fn audit_events(&self, a: i64, l: u32) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.audit_events(a, l).await
+        }
+        async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
+            self.inner.audit_head().await
+        }
+        async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+            self.inner.stats(now).await
+        }
+        async fn kv_put(
+            &self,
+            m: &str,
+            p: &str,
+            s: &[u8],
+            now: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            self.inner.kv_put(m, p, s, now).await
+        }
+        async fn kv_get(
+            &self,
+            m: &str,
+            p: &str,
+            v: Option<u64>,
+        ) -> Result<Option<KvVersion>, StoreError> {
+            self.inner.kv_get(m, p, v).await
+        }
+        async fn kv_versions(&self, m: &str, p: &str) -> Result<Vec<KvVersionMeta>, StoreError> {
+            self.inner.kv_versions(m, p).await
+        }
+        async fn kv_list(&self, m: &str, f: &str) -> Result<Vec<String>, StoreError> {
+            self.inner.kv_list(m, f).await
+        }
+    }
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent {
+            request_id: format!("req-{i}"),
+            time: Utc::now(),
+            identity: Some("acc".into()),
+            workload: Some("w".into()),
+            peer: "127.0.0.1".into(),
+            operation: "kv.read".into(),
+            method: "GET".into(),
+            path: "secret/a".into(),
+            decision: Decision::Allowed,
+            status: 200,
+            reason: "ok".into(),
+            lease_ref: None,
+            attestation: serde_json::json!({}),
+        }
+    }
+
+    async fn gated(dir: &tempfile::TempDir) -> Arc<GatedFlush> {
+        let hasher = KeyedHasher::new(&[7u8; 32]).unwrap();
+        let inner = SqliteStore::open(&dir.path().join("t.db"), &PoolOptions::default(), hasher)
+            .await
+            .unwrap();
+        inner.migrate().await.unwrap();
+        Arc::new(GatedFlush {
+            inner,
+            gate: Semaphore::new(0),
+            entered: AtomicUsize::new(0),
+            flushes: AtomicUsize::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn no_reply_before_the_flush_after_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gated(&dir).await;
+        let c = Committer::start(store.clone(), 64, 2, Duration::from_secs(10));
+
+        // The first unit commits; its flush is held at the gate.
+        let first = tokio::spawn({
+            let c = c.clone();
+            async move { c.commit(CommitUnit::event(event(0))).await }
+        });
+        wait_until(|| store.entered.load(Ordering::SeqCst) == 1).await;
+        // More units commit while that flush waits: the writers do not.
+        // (At most three batches: the queue to the flusher holds four.)
+        let rest: Vec<_> = (1..=3)
+            .map(|i| {
+                let c = c.clone();
+                tokio::spawn(async move { c.commit(CommitUnit::event(event(i))).await })
+            })
+            .collect();
+        for _ in 0..400 {
+            if store.audit_head().await.unwrap().map(|h| h.0) == Some(4) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.audit_head().await.unwrap().map(|h| h.0), Some(4));
+        // Committed, every one of them, and not one caller answered.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!first.is_finished());
+        assert!(rest.iter().all(|h| !h.is_finished()));
+        assert_eq!(c.stats().units.load(Ordering::SeqCst), 0);
+
+        // The held flush began before the others committed: it releases
+        // the first unit only. The others' flushes (one may already wait
+        // at the gate) release them.
+        store.gate.add_permits(1);
+        let r = first.await.unwrap().unwrap();
+        assert_eq!(r.seq, 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(rest.iter().all(|h| !h.is_finished()));
+        store.gate.add_permits(10);
+        let mut seqs = Vec::new();
+        for h in rest {
+            seqs.push(h.await.unwrap().unwrap().seq);
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        let flushes = store.flushes.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&flushes), "{flushes} flushes");
+        assert_eq!(c.stats().flushes.load(Ordering::SeqCst) as usize, flushes);
+        assert_eq!(c.stats().units.load(Ordering::SeqCst), 4);
+    }
+
+    async fn wait_until(f: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("condition not reached in 5 s");
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_answers_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gated(&dir).await;
+        let c = Committer::start(store.clone(), 64, 1, Duration::from_secs(10));
+        let pending = tokio::spawn({
+            let c = c.clone();
+            async move { c.commit(CommitUnit::event(event(0))).await }
+        });
+        wait_until(|| store.entered.load(Ordering::SeqCst) == 1).await;
+        // The flush fails: the row is in the table, but nothing is told.
+        store.gate.close();
+        assert!(matches!(
+            pending.await.unwrap(),
+            Err(CommitError::Unavailable(_))
+        ));
+        assert_eq!(c.stats().failures.load(Ordering::SeqCst), 1);
+        assert_eq!(c.stats().units.load(Ordering::SeqCst), 0);
     }
 }

@@ -169,8 +169,10 @@ pub struct AuditSettings {
     pub commit_timeout: Duration,
     /// Most requests committed in one transaction.
     pub max_batch: usize,
-    /// Batches in flight at once: their mutations overlap, their audit rows
-    /// and commits take turns on the chain head.
+    /// Batches being committed at once. One is best with PostgreSQL: the
+    /// writer never waits for the disk (the flusher does), and one writer
+    /// can chain each batch from the head its last one left, writing it in
+    /// one statement; a second writer's batches would race it for the head.
     pub writers: usize,
 }
 
@@ -179,7 +181,7 @@ impl Default for AuditSettings {
         Self {
             commit_timeout: Duration::from_secs(5),
             max_batch: 256,
-            writers: 2,
+            writers: 1,
         }
     }
 }

@@ -120,8 +120,10 @@ impl Broker {
         let st = self.committer.stats();
         serde_json::json!({
             "batches": st.batches.load(Ordering::Relaxed),
+            "flushes": st.flushes.load(Ordering::Relaxed),
             "units": st.units.load(Ordering::Relaxed),
             "failures": st.failures.load(Ordering::Relaxed),
+            "paths": self.store.commit_paths(),
         })
     }
 

@@ -85,11 +85,58 @@ impl AuditEvent {
     /// The bytes the chain MAC covers: JSON with the time truncated to
     /// microseconds (what every store keeps exactly) and object keys sorted.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut e = self.clone();
-        e.time = e.time.trunc_subsecs(6);
-        // serde_json without `preserve_order` sorts object keys, and struct
-        // fields serialise in declaration order: the output is canonical.
-        serde_json::to_vec(&e).unwrap_or_default()
+        // The event's own serialisation (same fields, same order, same
+        // names), borrowed rather than cloned. serde_json without
+        // `preserve_order` sorts object keys, and struct fields serialise
+        // in declaration order: the output is canonical.
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            request_id: &'a str,
+            time: DateTime<Utc>,
+            identity: &'a Option<String>,
+            workload: &'a Option<String>,
+            peer: &'a str,
+            operation: &'a str,
+            method: &'a str,
+            path: &'a str,
+            decision: Decision,
+            status: u16,
+            reason: &'a str,
+            lease_ref: &'a Option<String>,
+            attestation: &'a serde_json::Value,
+        }
+        // Destructured, so a field added to the event cannot be left out.
+        let AuditEvent {
+            request_id,
+            time,
+            identity,
+            workload,
+            peer,
+            operation,
+            method,
+            path,
+            decision,
+            status,
+            reason,
+            lease_ref,
+            attestation,
+        } = self;
+        serde_json::to_vec(&Canonical {
+            request_id,
+            time: time.trunc_subsecs(6),
+            identity,
+            workload,
+            peer,
+            operation,
+            method,
+            path,
+            decision: *decision,
+            status: *status,
+            reason,
+            lease_ref,
+            attestation,
+        })
+        .unwrap_or_default()
     }
 
     /// This event's chain link after `prev`, at position `seq`.
@@ -329,6 +376,23 @@ mod tests {
             verify(&h, &rows, None),
             Err(ChainBreak::Mismatch { seq: 1 })
         );
+    }
+
+    #[test]
+    fn canonical_bytes_are_the_events_own_serialisation() {
+        // What chains written before the borrowed form was introduced were
+        // computed over: the event itself, time truncated, as JSON.
+        for mut e in [event(1), event(2)] {
+            e.identity = None;
+            e.attestation = serde_json::json!({"z": [1, {"b": 2, "a": "\u{1}"}], "a": null});
+            let mut old = e.clone();
+            old.time = old.time.trunc_subsecs(6);
+            assert_eq!(e.canonical_bytes(), serde_json::to_vec(&old).unwrap());
+        }
+        let e = event(3);
+        let mut old = e.clone();
+        old.time = old.time.trunc_subsecs(6);
+        assert_eq!(e.canonical_bytes(), serde_json::to_vec(&old).unwrap());
     }
 
     #[test]

@@ -306,16 +306,17 @@ impl CommitUnit {
     /// The event the store must record for `outcome`: the caller's event
     /// when the mutation applied (or there was none), otherwise the event
     /// rewritten as a refusal.
-    pub fn final_event(&self, outcome: &Outcome) -> AuditEvent {
+    pub fn final_event(&self, outcome: &Outcome) -> std::borrow::Cow<'_, AuditEvent> {
+        let Outcome::NotApplied(why) = outcome else {
+            return std::borrow::Cow::Borrowed(&self.event);
+        };
         let mut e = self.event.clone();
-        if let Outcome::NotApplied(why) = outcome {
-            let r = self.refusal_for(*why);
-            let (status, reason) = (r.status, r.reason.as_str());
-            e.decision = crate::audit::Decision::Denied;
-            e.status = status;
-            e.reason = format!("{reason}: {}", why.as_str());
-        }
-        e
+        let r = self.refusal_for(*why);
+        let (status, reason) = (r.status, r.reason.as_str());
+        e.decision = crate::audit::Decision::Denied;
+        e.status = status;
+        e.reason = format!("{reason}: {}", why.as_str());
+        std::borrow::Cow::Owned(e)
     }
 }
 

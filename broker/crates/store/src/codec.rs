@@ -7,12 +7,13 @@
 //! record anyway (it is [`StoreError::Corrupt`]), or a stored value is put
 //! into an error message.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use leash_domain::audit::{AuditEvent, Decision, StoredEvent};
-use leash_domain::crypto::Digest;
-use leash_domain::records::{LeaseRecord, NotApplied, TokenRecord};
+use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::records::{CommitUnit, Committed, LeaseRecord, NotApplied, Outcome, TokenRecord};
 
 use crate::StoreError;
 use crate::kv::{KvVersion, KvVersionMeta};
@@ -52,13 +53,41 @@ pub(crate) fn attestation_json(v: &serde_json::Value) -> Result<String, StoreErr
 }
 
 /// An audit event at its place in the chain, ready to insert.
-pub(crate) struct ChainedEvent {
+pub(crate) struct ChainedEvent<'a> {
     /// Its seq.
     pub seq: i64,
-    /// The event as recorded.
-    pub event: AuditEvent,
+    /// The event as recorded (the unit's own, unless rewritten).
+    pub event: Cow<'a, AuditEvent>,
     /// Its chain MAC.
     pub mac: Digest,
+}
+
+/// A commit's audit rows, what each unit's caller is told, and the head
+/// after them.
+pub(crate) type Chained<'a> = (Vec<ChainedEvent<'a>>, Vec<Committed>, (i64, Digest));
+
+/// A commit's audit rows, chained after `head`: each unit's final event
+/// for its outcome at the next seq.
+pub(crate) fn chain<'a>(
+    hasher: &KeyedHasher,
+    units: &'a [CommitUnit],
+    outcomes: impl IntoIterator<Item = Outcome>,
+    head: (i64, Digest),
+) -> Result<Chained<'a>, StoreError> {
+    let (mut seq, mut prev) = head;
+    let mut events = Vec::with_capacity(units.len());
+    let mut out = Vec::with_capacity(units.len());
+    for (unit, outcome) in units.iter().zip(outcomes) {
+        let event = unit.final_event(&outcome);
+        seq = seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
+        let mac = event.chain_mac(hasher, &prev, seq);
+        prev = mac;
+        events.push(ChainedEvent { seq, event, mac });
+        out.push(Committed { seq, outcome });
+    }
+    Ok((events, out, (seq, prev)))
 }
 
 /// Token rows as columns, for one multi-row insert.
@@ -141,45 +170,62 @@ impl LeaseColumns {
     }
 }
 
-/// Audit rows as columns, for one multi-row insert.
+/// Audit rows as columns, for one multi-row insert, borrowing the events.
 #[derive(Default)]
-pub(crate) struct EventColumns {
+pub(crate) struct EventColumns<'a> {
     pub seq: Vec<i64>,
-    pub request_id: Vec<String>,
+    pub request_id: Vec<&'a str>,
     pub time: Vec<i64>,
-    pub identity: Vec<Option<String>>,
-    pub workload: Vec<Option<String>>,
-    pub peer: Vec<String>,
-    pub operation: Vec<String>,
-    pub method: Vec<String>,
-    pub path: Vec<String>,
+    pub identity: Vec<Option<&'a str>>,
+    pub workload: Vec<Option<&'a str>>,
+    pub peer: Vec<&'a str>,
+    pub operation: Vec<&'a str>,
+    pub method: Vec<&'a str>,
+    pub path: Vec<&'a str>,
     pub decision: Vec<&'static str>,
     pub status: Vec<i32>,
-    pub reason: Vec<String>,
-    pub lease_ref: Vec<Option<String>>,
+    pub reason: Vec<&'a str>,
+    pub lease_ref: Vec<Option<&'a str>>,
     pub attestation: Vec<String>,
-    pub mac: Vec<Vec<u8>>,
+    pub mac: Vec<&'a [u8]>,
 }
 
-impl EventColumns {
-    pub(crate) fn of(events: &[ChainedEvent]) -> Result<Self, StoreError> {
-        let mut c = Self::default();
+impl<'a> EventColumns<'a> {
+    pub(crate) fn of(events: &'a [ChainedEvent<'_>]) -> Result<Self, StoreError> {
+        let n = events.len();
+        let mut c = Self {
+            seq: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+            time: Vec::with_capacity(n),
+            identity: Vec::with_capacity(n),
+            workload: Vec::with_capacity(n),
+            peer: Vec::with_capacity(n),
+            operation: Vec::with_capacity(n),
+            method: Vec::with_capacity(n),
+            path: Vec::with_capacity(n),
+            decision: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            reason: Vec::with_capacity(n),
+            lease_ref: Vec::with_capacity(n),
+            attestation: Vec::with_capacity(n),
+            mac: Vec::with_capacity(n),
+        };
         for ChainedEvent { seq, event: e, mac } in events {
             c.seq.push(*seq);
-            c.request_id.push(e.request_id.clone());
+            c.request_id.push(&e.request_id);
             c.time.push(micros(e.time));
-            c.identity.push(e.identity.clone());
-            c.workload.push(e.workload.clone());
-            c.peer.push(e.peer.clone());
-            c.operation.push(e.operation.clone());
-            c.method.push(e.method.clone());
-            c.path.push(e.path.clone());
+            c.identity.push(e.identity.as_deref());
+            c.workload.push(e.workload.as_deref());
+            c.peer.push(&e.peer);
+            c.operation.push(&e.operation);
+            c.method.push(&e.method);
+            c.path.push(&e.path);
             c.decision.push(e.decision.as_str());
             c.status.push(i32::from(e.status));
-            c.reason.push(e.reason.clone());
-            c.lease_ref.push(e.lease_ref.clone());
+            c.reason.push(&e.reason);
+            c.lease_ref.push(e.lease_ref.as_deref());
             c.attestation.push(attestation_json(&e.attestation)?);
-            c.mac.push(mac.0.to_vec());
+            c.mac.push(&mac.0[..]);
         }
         Ok(c)
     }

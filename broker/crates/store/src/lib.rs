@@ -55,8 +55,29 @@ pub trait Store: Send + Sync + 'static {
     /// ([`CommitUnit::final_event`]) at the next audit seq, chained to the
     /// previous one; then moves the audit head and commits. Returns one
     /// [`Committed`] per unit, in the same order. On any error nothing is
-    /// committed.
-    async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError>;
+    /// committed. Returns only once the commit is durable.
+    async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
+        let out = self.commit_unflushed(units).await?;
+        self.flush().await?;
+        Ok(out)
+    }
+
+    /// As [`Store::commit`], but may return before the commit is durable
+    /// (PostgreSQL: before its WAL reaches the disk), so that the next
+    /// commit can start while this one is flushed. Nothing may act on the
+    /// result (no reply, no secret) until a [`Store::flush`] that began
+    /// after this returned has returned. A crash before that loses the
+    /// whole transaction, never a part of it.
+    async fn commit_unflushed(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError>;
+
+    /// Returns once every commit that returned before the call is durable.
+    /// Concurrent calls may share one disk flush.
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// How this process's commits were written, since it started.
+    fn commit_paths(&self) -> CommitPaths {
+        CommitPaths::default()
+    }
 
     /// Subscribes to the revocations that any replica sharing this database
     /// commits (each mutation that revokes a token announces it in its own
@@ -124,6 +145,22 @@ pub struct StoreStats {
     pub live_leases: i64,
     /// Audit events written (the head seq: the chain has no gaps).
     pub audit_events: i64,
+}
+
+/// How commits were written: in one statement chained in advance from the
+/// head the previous commit left (PostgreSQL), or as a general
+/// transaction that locks the head and then chains; `stale` counts
+/// one-statement attempts the database refused (another replica had moved
+/// the head, or a token was revoked meanwhile), each then written the
+/// general way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CommitPaths {
+    /// Commits written in one statement.
+    pub one_statement: u64,
+    /// Commits written as a general transaction.
+    pub general: u64,
+    /// One-statement attempts refused by the database.
+    pub stale: u64,
 }
 
 /// Connection pool bounds. Every wait is bounded: acquiring a connection

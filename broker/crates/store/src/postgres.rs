@@ -19,51 +19,192 @@ use std::fmt;
 use std::str::FromStr;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use leash_domain::crypto::{Digest, KeyedHasher};
-use leash_domain::records::{LeaseRecord, TokenRecord};
+use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
+use sqlx::Postgres;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::query::Query;
 
-use crate::codec::{ChainedEvent, EventColumns, LeaseColumns, TokenColumns};
-use crate::{PoolOptions, Revocation, RevocationFeed, StoreError, feed};
+use crate::codec::{self, ChainedEvent, EventColumns, LeaseColumns, TokenColumns};
+use crate::{CommitPaths, PoolOptions, Revocation, RevocationFeed, StoreError, feed};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 
 /// Locks the chain head for the rest of the transaction.
 const LOCK_HEAD: &str = "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE";
 
-/// Tokens, many at once: one array per column.
-const INSERT_TOKENS: &str = "INSERT INTO tokens (hash, accessor, workload, auth_path, issuer, \
-     subject, source, meta, created_at, expires_at, max_expires_at, ttl_secs, renewable, \
-     revoked_at) SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], \
-     $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
-     $12::int8[], $13::bool[], $14::int8[])";
+/// Tokens, many at once: one array per column (`$1`…`$14`, from `$n`
+/// with the argument `n`).
+macro_rules! insert_tokens_sql {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
+     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal) => {
+        concat!(
+            "INSERT INTO tokens (hash, accessor, workload, auth_path, issuer, subject, source, \
+             meta, created_at, expires_at, max_expires_at, ttl_secs, renewable, revoked_at) \
+             SELECT * FROM UNNEST($",
+            $a,
+            "::bytea[], $",
+            $b,
+            "::text[], $",
+            $c,
+            "::text[], $",
+            $d,
+            "::text[], $",
+            $e,
+            "::text[], $",
+            $f,
+            "::text[], $",
+            $g,
+            "::text[], $",
+            $h,
+            "::text[], $",
+            $i,
+            "::int8[], $",
+            $j,
+            "::int8[], $",
+            $k,
+            "::int8[], $",
+            $l,
+            "::int8[], $",
+            $m,
+            "::bool[], $",
+            $n,
+            "::int8[])"
+        )
+    };
+}
 
 /// Leases, many at once, each inserted only if its token is live at its
 /// `issued_at`. The token row is share-locked, so a concurrent revocation of
 /// the token either commits first (and the lease is not inserted) or waits
-/// for this transaction (and then revokes the new lease too). Returns the
-/// hashes of the leases inserted.
-const INSERT_LEASES: &str = "INSERT INTO leases (hash, token_hash, workload, path, lease_path, \
-     issued_at, expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
-     SELECT u.* FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::text[], $5::text[], \
-     $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::bool[], $11::int8[], $12::int8[]) \
-     AS u(hash, token_hash, workload, path, lease_path, issued_at, expires_at, max_expires_at, \
-     ttl_secs, renewable, last_renewal, revoked_at) \
-     WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
-     AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE) \
-     RETURNING hash";
+/// for this transaction (and then revokes the new lease too).
+macro_rules! insert_leases_sql {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
+     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal) => {
+        concat!(
+            "INSERT INTO leases (hash, token_hash, workload, path, lease_path, issued_at, \
+             expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
+             SELECT u.* FROM UNNEST($",
+            $a,
+            "::bytea[], $",
+            $b,
+            "::bytea[], $",
+            $c,
+            "::text[], $",
+            $d,
+            "::text[], $",
+            $e,
+            "::text[], $",
+            $f,
+            "::int8[], $",
+            $g,
+            "::int8[], $",
+            $h,
+            "::int8[], $",
+            $i,
+            "::int8[], $",
+            $j,
+            "::bool[], $",
+            $k,
+            "::int8[], $",
+            $l,
+            "::int8[]) AS u(hash, token_hash, workload, path, lease_path, issued_at, expires_at, \
+             max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
+             WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
+             AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE)"
+        )
+    };
+}
+
+/// Audit rows, many at once.
+macro_rules! insert_events_sql {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
+     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal,
+     $o:literal) => {
+        concat!(
+            "INSERT INTO audit_events (seq, request_id, time, identity, workload, peer, \
+             operation, method, path, decision, status, reason, lease_ref, attestation, mac) \
+             SELECT * FROM UNNEST($",
+            $a,
+            "::int8[], $",
+            $b,
+            "::text[], $",
+            $c,
+            "::int8[], $",
+            $d,
+            "::text[], $",
+            $e,
+            "::text[], $",
+            $f,
+            "::text[], $",
+            $g,
+            "::text[], $",
+            $h,
+            "::text[], $",
+            $i,
+            "::text[], $",
+            $j,
+            "::text[], $",
+            $k,
+            "::int4[], $",
+            $l,
+            "::text[], $",
+            $m,
+            "::text[], $",
+            $n,
+            "::text[], $",
+            $o,
+            "::bytea[])"
+        )
+    };
+}
+
+const INSERT_TOKENS: &str = insert_tokens_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+
+/// Returns the hashes of the leases inserted.
+const INSERT_LEASES: &str = concat!(
+    insert_leases_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
+    " RETURNING hash"
+);
 
 /// Audit rows, many at once, and the head moved to the last of them
 /// (`$16` seq, `$17` MAC), in one statement: one round trip while the head
 /// is locked.
-const INSERT_EVENTS: &str = "WITH appended AS (INSERT INTO audit_events (seq, request_id, \
-     time, identity, workload, peer, operation, method, path, decision, status, reason, \
-     lease_ref, attestation, mac) SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[], \
-     $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-     $11::int4[], $12::text[], $13::text[], $14::text[], $15::bytea[])) \
-     UPDATE audit_head SET seq = $16, mac = $17 WHERE id = 1";
+const INSERT_EVENTS: &str = concat!(
+    "WITH appended AS (",
+    insert_events_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    ") UPDATE audit_head SET seq = $16, mac = $17 WHERE id = 1"
+);
+
+/// A whole batch of leases (`$1`…`$12`), tokens (`$13`…`$26`) and audit rows
+/// (`$27`…`$41`) in one autocommit statement, written only if the batch
+/// still matches the database: every lease inserted (`$42` of them: each
+/// token live), every token inserted (`$43`), and the head where the
+/// events were chained from (`$44` seq, `$45` MAC), checked under the
+/// head's lock. Otherwise `leash_expect` aborts the statement, undoing all
+/// of it. The head moves to `$46`, `$47`. The token rows are share-locked
+/// (counting `l`) before the head is locked (`h`), the order of every other
+/// commit.
+const COMMIT_BATCH: &str = concat!(
+    "WITH l AS (",
+    insert_leases_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
+    " RETURNING 1), t AS (",
+    insert_tokens_sql!(13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26),
+    " RETURNING 1), h AS (SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE), \
+     ok AS (SELECT leash_expect((SELECT count(*) FROM l) = $42 \
+     AND (SELECT count(*) FROM t) = $43 \
+     AND (SELECT seq = $44 AND mac = $45 FROM h)) AS ok), e AS (",
+    insert_events_sql!(27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41),
+    " WHERE (SELECT ok FROM ok)) \
+     UPDATE audit_head SET seq = $46, mac = $47 WHERE id = 1 AND (SELECT ok FROM ok)"
+);
+
+/// The SQLSTATE `leash_expect` raises.
+const BATCH_STALE: &str = "LS001";
 
 /// `$1` lease, `$2` token, `$3` new expiry, `$4` now. The `WHERE` is
 /// re-evaluated on the newest row version after waiting for a row lock, so
@@ -80,7 +221,19 @@ const RENEW_TOKEN: &str = "UPDATE tokens SET expires_at = LEAST($2, max_expires_
 /// Leash state in PostgreSQL.
 pub struct PgStore {
     pool: PgPool,
+    /// Connections whose commits return before their WAL is flushed: only
+    /// [`fast_commit`] uses them, and nothing acts on its result before
+    /// [`flush`].
+    unflushed: PgPool,
     hasher: KeyedHasher,
+    /// The audit head this replica's last batch leaves (once it commits),
+    /// from which the next batch is chained in advance; the database checks
+    /// it under the head's lock. `None` after any failure: the next commit
+    /// takes the general path and learns the head again.
+    head: Mutex<Option<(i64, Digest)>>,
+    one_statement: AtomicU64,
+    general: AtomicU64,
+    stale: AtomicU64,
 }
 
 impl fmt::Debug for PgStore {
@@ -90,6 +243,9 @@ impl fmt::Debug for PgStore {
             .finish_non_exhaustive()
     }
 }
+
+/// Connections for one-statement commits (one per writer, up to this).
+const UNFLUSHED_CONNECTIONS: u32 = 4;
 
 impl PgStore {
     /// Connects to `url` (`postgres://…`), opening one connection to check
@@ -112,24 +268,34 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
-        Ok(Self { pool, hasher })
+        let unflushed = PgPoolOptions::new()
+            .max_connections(UNFLUSHED_CONNECTIONS)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
+        Ok(Self {
+            pool,
+            unflushed,
+            hasher,
+            head: Mutex::new(None),
+            one_statement: AtomicU64::new(0),
+            general: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        })
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        self.unflushed.close().await;
         self.pool.close().await;
     }
 }
 
-async fn insert_tokens(
-    conn: &mut PgConnection,
-    tokens: &[&TokenRecord],
-) -> Result<u64, StoreError> {
-    let c = TokenColumns::of(tokens)?;
-    let n = sqlx::query(INSERT_TOKENS)
-        .bind(c.hash)
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+fn bind_tokens(q: PgQuery<'_>, c: TokenColumns) -> PgQuery<'_> {
+    q.bind(c.hash)
         .bind(c.accessor)
         .bind(c.workload)
         .bind(c.auth_path)
@@ -143,19 +309,10 @@ async fn insert_tokens(
         .bind(c.ttl_secs)
         .bind(c.renewable)
         .bind(c.revoked_at)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n)
 }
 
-async fn insert_leases(
-    conn: &mut PgConnection,
-    leases: &[&LeaseRecord],
-) -> Result<Vec<bool>, StoreError> {
-    let c = LeaseColumns::of(leases);
-    let inserted: Vec<Vec<u8>> = sqlx::query_scalar(INSERT_LEASES)
-        .bind(c.hash)
+fn bind_leases(q: PgQuery<'_>, c: LeaseColumns) -> PgQuery<'_> {
+    q.bind(c.hash)
         .bind(c.token_hash)
         .bind(c.workload)
         .bind(c.path)
@@ -167,23 +324,10 @@ async fn insert_leases(
         .bind(c.renewable)
         .bind(c.last_renewal)
         .bind(c.revoked_at)
-        .fetch_all(conn)
-        .await?;
-    let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
-    Ok(leases
-        .iter()
-        .map(|l| inserted.contains(&l.hash.0[..]))
-        .collect())
 }
 
-async fn insert_events(
-    conn: &mut PgConnection,
-    events: &[ChainedEvent],
-    (seq, mac): (i64, &Digest),
-) -> Result<(), StoreError> {
-    let c = EventColumns::of(events)?;
-    sqlx::query(INSERT_EVENTS)
-        .bind(c.seq)
+fn bind_events<'q>(q: PgQuery<'q>, c: EventColumns<'q>) -> PgQuery<'q> {
+    q.bind(c.seq)
         .bind(c.request_id)
         .bind(c.time)
         .bind(c.identity)
@@ -198,11 +342,135 @@ async fn insert_events(
         .bind(c.lease_ref)
         .bind(c.attestation)
         .bind(c.mac)
+}
+
+async fn insert_tokens(
+    conn: &mut PgConnection,
+    tokens: &[&TokenRecord],
+) -> Result<u64, StoreError> {
+    let c = TokenColumns::of(tokens)?;
+    let n = bind_tokens(sqlx::query(INSERT_TOKENS), c)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(n)
+}
+
+async fn insert_leases(
+    conn: &mut PgConnection,
+    leases: &[&LeaseRecord],
+) -> Result<Vec<bool>, StoreError> {
+    let c = LeaseColumns::of(leases);
+    let inserted: Vec<Vec<u8>> = bind_leases(sqlx::query(INSERT_LEASES), c)
+        .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
+        .fetch_all(conn)
+        .await?;
+    let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
+    Ok(leases
+        .iter()
+        .map(|l| inserted.contains(&l.hash.0[..]))
+        .collect())
+}
+
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[ChainedEvent<'_>],
+    (seq, mac): (i64, &Digest),
+) -> Result<(), StoreError> {
+    let c = EventColumns::of(events)?;
+    bind_events(sqlx::query(INSERT_EVENTS), c)
         .bind(seq)
         .bind(&mac.0[..])
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The whole commit in one autocommit statement ([`COMMIT_BATCH`]), when
+/// every unit only records, inserts a token or inserts a lease, and this
+/// replica knows the head its last commit left: the events are chained in
+/// advance as if every insert applies, and the database checks that under
+/// the head's lock. `None` (nothing written) when it does not apply or the
+/// check failed (another replica committed meanwhile, or a token was
+/// revoked); the general transaction then writes the batch.
+async fn fast_commit(
+    store: &PgStore,
+    units: &[CommitUnit],
+) -> Result<Option<Vec<Committed>>, StoreError> {
+    let mut tokens = Vec::new();
+    let mut leases = Vec::new();
+    let mut outcomes = Vec::with_capacity(units.len());
+    for u in units {
+        outcomes.push(match &u.mutation {
+            None => Outcome::Recorded,
+            Some(Mutation::InsertToken(t)) => {
+                tokens.push(t);
+                Outcome::Applied { affected: 1 }
+            }
+            Some(Mutation::InsertLease(l)) => {
+                leases.push(l);
+                Outcome::Applied { affected: 1 }
+            }
+            Some(_) => return Ok(None),
+        });
+    }
+    // Chained under the lock, and the prediction moved to this batch's end
+    // before it is sent, so a batch taken meanwhile (a second writer)
+    // chains from here. That one may still reach the head first and fail
+    // the check: one writer is the default.
+    let (events, out, (seq, mac), head) = {
+        let mut predicted = store.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(head) = *predicted else {
+            return Ok(None);
+        };
+        let (events, out, end) = codec::chain(&store.hasher, units, outcomes, head)?;
+        *predicted = Some(end);
+        (events, out, end, head)
+    };
+    let (n_leases, n_tokens) = (leases.len() as i64, tokens.len() as i64);
+    let q = bind_leases(sqlx::query(COMMIT_BATCH), LeaseColumns::of(&leases));
+    let q = bind_tokens(q, TokenColumns::of(&tokens)?);
+    let q = bind_events(q, EventColumns::of(&events)?);
+    let q = q
+        .bind(n_leases)
+        .bind(n_tokens)
+        .bind(head.0)
+        .bind(&head.1.0[..])
+        .bind(seq)
+        .bind(&mac.0[..]);
+    match q.execute(&store.unflushed).await {
+        Ok(r) if r.rows_affected() == 1 => {
+            store.one_statement.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(out))
+        }
+        Ok(_) => Err(StoreError::corrupt("audit_head", "missing")),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(BATCH_STALE) => {
+            store.stale.fetch_add(1, Ordering::Relaxed);
+            forget_head(store);
+            Ok(None)
+        }
+        Err(e) => {
+            forget_head(store);
+            Err(e.into())
+        }
+    }
+}
+
+fn head_committed(store: &PgStore, head: (i64, Digest)) {
+    store.general.fetch_add(1, Ordering::Relaxed);
+    *store.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
+}
+
+fn commit_paths(store: &PgStore) -> CommitPaths {
+    CommitPaths {
+        one_statement: store.one_statement.load(Ordering::Relaxed),
+        general: store.general.load(Ordering::Relaxed),
+        stale: store.stale.load(Ordering::Relaxed),
+    }
+}
+
+fn forget_head(store: &PgStore) {
+    *store.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreError> {
@@ -215,15 +483,11 @@ async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreEr
     Ok(())
 }
 
-/// The commit itself returns once its WAL is written, before it is flushed,
-/// so the audit head's lock is not held through the disk flush and the
-/// next batch can take it at once. Safe only with [`flush`] after it.
-async fn defer_flush(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+/// Starts a commit's transaction, in one round trip: the commit returns
+/// without waiting for its WAL to reach the disk, so the audit head's lock
+/// is not held through the disk flush and the next batch can take it at
+/// once. Safe only because nothing acts on a commit before [`flush`].
+const BEGIN_UNFLUSHED: &str = "BEGIN; SET LOCAL synchronous_commit = off";
 
 /// Returns once everything committed before the call is flushed to disk:
 /// a transaction that takes a transaction id commits synchronously (the
@@ -253,6 +517,7 @@ crate::shared::store_backend! {
     writer: pool,
     readers: pool,
     begin: begin(),
+    begin_commit: begin_with(BEGIN_UNFLUSHED),
     commit_head: LOCK_HEAD,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
@@ -260,7 +525,9 @@ crate::shared::store_backend! {
     insert_leases: insert_leases,
     insert_events: insert_events,
     announce: announce,
-    defer_flush: defer_flush,
     flush: flush,
+    fast_commit: fast_commit,
+    head_committed: head_committed,
+    commit_paths: commit_paths,
     subscribe: subscribe,
 }

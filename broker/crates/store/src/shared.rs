@@ -32,7 +32,10 @@
 /// - `writer` / `readers`: the pool fields of `store` that write (and
 ///   migrate) and that read; they may be the same field.
 /// - `begin`: the pool method, with its argument if any, that starts every
-///   write transaction on `writer`.
+///   write transaction on `writer` but the commit's.
+/// - `begin_commit`: the same for [`Store::commit_unflushed`]'s
+///   transaction; it may let the commit return before its WAL is flushed
+///   (see `flush`).
 /// - `commit_head`: the query that reads (and, where the dialect needs it,
 ///   locks) the audit head, after a commit's mutations.
 /// - `renew_lease`, `renew_token`: the conditional mutations, in the
@@ -44,12 +47,19 @@
 ///   lease was inserted: only while its token is live), and
 ///   `insert_events(conn, &[ChainedEvent], (seq, &mac))`, which also moves
 ///   the audit head to `(seq, mac)`.
-/// - `defer_flush`: `defer_flush(conn)`, called first in every commit
-///   transaction; it may make the commit return before its WAL is flushed
-///   (releasing its locks sooner), if and only if `flush`
-/// - `flush`: `flush(&store)`, called after every commit, returns only once
-///   everything committed so far is durable. `commit` returns after it, so
-///   no caller ever acts on a commit that is not durable.
+/// - `flush`: `flush(&store)`, what [`Store::flush`] does: returns only
+///   once every commit that returned before the call is durable. A
+///   `begin_commit` that lets a commit return before its WAL is flushed (to
+///   release its locks sooner) is allowed only with a `flush` that waits
+///   for the disk.
+/// - `fast_commit`: `fast_commit(&store, units) -> Option<Vec<Committed>>`,
+///   tried first by every commit: the whole commit in one round trip where
+///   the backend can (`None`: it could not, and nothing was written; the
+///   general transaction follows).
+/// - `head_committed`: `head_committed(&store, (seq, mac))`, told the head
+///   each general commit left (what `fast_commit` may predict from).
+/// - `commit_paths`: `commit_paths(&store)`, what
+///   [`Store::commit_paths`] returns.
 /// - `announce`: `announce(conn, &Revocation)`, called in the transaction
 ///   of every mutation that revokes a token.
 /// - `subscribe`: `subscribe(&store)`, what [`Store::subscribe`] returns.
@@ -62,6 +72,7 @@ macro_rules! store_backend {
         writer: $writer:ident,
         readers: $readers:ident,
         begin: $begin:ident($($begin_arg:expr)?),
+        begin_commit: $begin_commit:ident($($begin_commit_arg:expr)?),
         commit_head: $commit_head:expr,
         renew_lease: $renew_lease:expr,
         renew_token: $renew_token:expr,
@@ -69,8 +80,10 @@ macro_rules! store_backend {
         insert_leases: $insert_leases:path,
         insert_events: $insert_events:path,
         announce: $announce:path,
-        defer_flush: $defer_flush:path,
         flush: $flush:path,
+        fast_commit: $fast_commit:path,
+        head_committed: $head_committed:path,
+        commit_paths: $commit_paths:path,
         subscribe: $subscribe:path $(,)?
     ) => {
         // An anonymous const is a block: its imports stay out of the
@@ -86,7 +99,7 @@ macro_rules! store_backend {
                 TokenSelector, WriteRule,
             };
 
-            use $crate::codec::{self, ChainedEvent, micros};
+            use $crate::codec::{self, micros};
             use $crate::kv::{KvVersion, KvVersionMeta, children, folder_prefix};
             use $crate::sql;
             use $crate::{Store, StoreError, StoreStats};
@@ -380,12 +393,20 @@ macro_rules! store_backend {
                     Ok(())
                 }
 
-                async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
+                async fn commit_unflushed(
+                    &self,
+                    units: &[CommitUnit],
+                ) -> Result<Vec<Committed>, StoreError> {
                     if units.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let mut tx = self.$writer.$begin($($begin_arg)?).await?;
-                    $defer_flush(&mut tx).await?;
+                    if let Some(out) = $fast_commit(self, units).await? {
+                        return Ok(out);
+                    }
+                    // `begin_commit` may make the commit return before its
+                    // WAL is flushed, releasing the head's lock sooner:
+                    // whoever acts on the result waits for `flush` first.
+                    let mut tx = self.$writer.$begin_commit($($begin_commit_arg)?).await?;
                     // The mutations first, in unit order; the audit head
                     // last. Every transaction takes its row locks before the
                     // head lock and holds the head only for its audit rows
@@ -414,26 +435,23 @@ macro_rules! store_backend {
                         .fetch_optional(&mut *tx)
                         .await?
                         .ok_or_else(|| StoreError::corrupt("audit_head", "missing"))?;
-                    let (mut seq, mut prev) = codec::head(seq, &mac)?;
-                    let mut out = Vec::with_capacity(units.len());
-                    let mut events: Vec<ChainedEvent> = Vec::with_capacity(units.len());
-                    for (unit, outcome) in units.iter().zip(outcomes) {
-                        let event = unit.final_event(&outcome);
-                        seq = seq
-                            .checked_add(1)
-                            .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
-                        let mac = event.chain_mac(&self.hasher, &prev, seq);
-                        prev = mac;
-                        events.push(ChainedEvent { seq, event, mac });
-                        out.push(Committed { seq, outcome });
-                    }
+                    let head = codec::head(seq, &mac)?;
+                    let (events, out, (seq, prev)) =
+                        codec::chain(&self.hasher, units, outcomes, head)?;
                     // Events never influence a mutation, so they are all
                     // written last, together.
                     $insert_events(&mut tx, &events, (seq, &prev)).await?;
                     tx.commit().await?;
-                    // Durable before anyone is told: a reply waits for this.
-                    $flush(self).await?;
+                    $head_committed(self, (seq, prev));
                     Ok(out)
+                }
+
+                async fn flush(&self) -> Result<(), StoreError> {
+                    $flush(self).await
+                }
+
+                fn commit_paths(&self) -> $crate::CommitPaths {
+                    $commit_paths(self)
                 }
 
                 async fn subscribe(&self) -> Result<Option<$crate::RevocationFeed>, StoreError> {

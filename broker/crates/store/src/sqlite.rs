@@ -53,6 +53,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     hasher: KeyedHasher,
+    commits: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -102,6 +103,7 @@ impl SqliteStore {
             writer,
             readers,
             hasher,
+            commits: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -172,7 +174,7 @@ async fn insert_leases(
 
 async fn insert_events(
     conn: &mut SqliteConnection,
-    events: &[ChainedEvent],
+    events: &[ChainedEvent<'_>],
     (seq, mac): (i64, &Digest),
 ) -> Result<(), StoreError> {
     for ChainedEvent { seq, event: e, mac } in events {
@@ -209,14 +211,33 @@ async fn announce(_conn: &mut SqliteConnection, _r: &Revocation) -> Result<(), S
     Ok(())
 }
 
-/// SQLite commits synchronously (`synchronous = FULL`); one writer at a
-/// time holds the file, so there is no lock to release sooner.
-async fn defer_flush(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
+/// SQLite commits synchronously (`synchronous = FULL`): every commit is
+/// durable when it returns, and one writer at a time holds the file, so
+/// there is no lock to release sooner.
+async fn flush(_store: &SqliteStore) -> Result<(), StoreError> {
     Ok(())
 }
 
-async fn flush(_store: &SqliteStore) -> Result<(), StoreError> {
-    Ok(())
+/// One writer holds the file at a time, and each commit is short: the
+/// general transaction is the only one.
+async fn fast_commit(
+    _store: &SqliteStore,
+    _units: &[leash_domain::records::CommitUnit],
+) -> Result<Option<Vec<leash_domain::records::Committed>>, StoreError> {
+    Ok(None)
+}
+
+fn head_committed(store: &SqliteStore, _head: (i64, leash_domain::crypto::Digest)) {
+    store
+        .commits
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn commit_paths(store: &SqliteStore) -> crate::CommitPaths {
+    crate::CommitPaths {
+        general: store.commits.load(std::sync::atomic::Ordering::Relaxed),
+        ..Default::default()
+    }
 }
 
 async fn subscribe(_store: &SqliteStore) -> Result<Option<RevocationFeed>, StoreError> {
@@ -231,6 +252,7 @@ crate::shared::store_backend! {
     writer: writer,
     readers: readers,
     begin: begin_with(BEGIN_WRITE),
+    begin_commit: begin_with(BEGIN_WRITE),
     commit_head: crate::sql::SELECT_HEAD,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
@@ -238,7 +260,9 @@ crate::shared::store_backend! {
     insert_leases: insert_leases,
     insert_events: insert_events,
     announce: announce,
-    defer_flush: defer_flush,
     flush: flush,
+    fast_commit: fast_commit,
+    head_committed: head_committed,
+    commit_paths: commit_paths,
     subscribe: subscribe,
 }

@@ -55,6 +55,7 @@ conformance!(
     commit_is_atomic,
     chain_verifies_after_concurrent_commits,
     several_stores_write_one_chain,
+    commits_chained_in_advance_check_the_database,
     tampered_row_is_detected,
     deleted_middle_row_is_detected,
     deleted_last_row_is_detected,
@@ -1146,6 +1147,103 @@ mod cases {
         assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "one gap-free chain");
         for s in &stores {
             assert_eq!(verify_chain(&**s, &h.hasher).await, Ok(n));
+        }
+    }
+
+    /// PostgreSQL writes a batch of records, token and lease inserts in one
+    /// statement, chained in advance from the head its last commit left;
+    /// the database refuses it when that no longer holds (another replica
+    /// moved the head, a lease's token was revoked), and the batch is then
+    /// written the general way, with the outcomes and chain that way gives.
+    /// SQLite always writes the general way. Either way: one gap-free,
+    /// verifiable chain and the right outcomes.
+    pub async fn commits_chained_in_advance_check_the_database(h: &Harness) {
+        let s = &*h.store;
+        let other = h.another().await;
+        let paths = |d: leash_store::CommitPaths| (d.one_statement, d.general, d.stale);
+        // Nothing committed yet by this store: the head is unknown.
+        let tok = token();
+        commit1(s, Mutation::InsertToken(tok.clone())).await;
+        let first = s.commit_paths();
+
+        // A batch of the three kinds the one statement takes.
+        let l1 = lease(&tok, "secret/data/a");
+        let t2 = token();
+        let out = s
+            .commit(&[
+                CommitUnit::event(event("kv.list")),
+                unit(Mutation::InsertLease(l1.clone())),
+                unit(Mutation::InsertToken(t2.clone())),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out.iter().map(|c| (c.seq, c.outcome)).collect::<Vec<_>>(),
+            vec![
+                (2, Outcome::Recorded),
+                (3, Outcome::Applied { affected: 1 }),
+                (4, Outcome::Applied { affected: 1 }),
+            ]
+        );
+        assert_eq!(s.lease(&l1.hash).await.unwrap(), Some(l1));
+        assert_eq!(s.token(&t2.hash).await.unwrap(), Some(t2));
+        let second = s.commit_paths();
+
+        // Another replica moves the head: the prediction is stale.
+        other
+            .commit(&[CommitUnit::event(event("kv.read"))])
+            .await
+            .unwrap();
+        let c = commit1(s, Mutation::InsertLease(lease(&tok, "secret/data/b"))).await;
+        assert_eq!((c.seq, c.outcome), (6, Outcome::Applied { affected: 1 }));
+        let third = s.commit_paths();
+
+        // The lease's token is revoked by the other replica: a lease in the
+        // batch is not inserted, so neither is anything else of it in one
+        // statement; written the general way, the lease is refused and the
+        // rest applies.
+        other
+            .commit(&[unit(Mutation::RevokeToken {
+                token: tok.hash,
+                now: t0(),
+            })])
+            .await
+            .unwrap();
+        let c = commit1(s, Mutation::InsertToken(token())).await; // learns the head
+        assert_eq!(c.seq, 8);
+        let refused = lease(&tok, "secret/data/c");
+        let t3 = token();
+        let out = s
+            .commit(&[
+                unit(Mutation::InsertToken(t3.clone())),
+                unit(Mutation::InsertLease(refused.clone())),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            out.iter().map(|c| (c.seq, c.outcome)).collect::<Vec<_>>(),
+            vec![
+                (9, Outcome::Applied { affected: 1 }),
+                (10, Outcome::NotApplied(NotApplied::TokenNotLive)),
+            ]
+        );
+        assert_eq!(s.lease(&refused.hash).await.unwrap(), None);
+        assert_eq!(s.token(&t3.hash).await.unwrap(), Some(t3));
+        let e = event_at(s, 10).await.event;
+        assert_eq!((e.decision, e.status), (Decision::Denied, 400));
+        let last = s.commit_paths();
+
+        assert_eq!(verify_chain(s, &h.hasher).await, Ok(10));
+        if h.is_pg() {
+            assert_eq!(paths(first), (0, 1, 0));
+            assert_eq!(paths(second), (1, 1, 0));
+            assert_eq!(paths(third), (1, 2, 1));
+            // The revocation moved the head past this store's: the token
+            // insert after it is stale; then the batch whose lease is
+            // refused is too.
+            assert_eq!(paths(last), (1, 4, 3));
+        } else {
+            assert_eq!(paths(last), (0, 5, 0));
         }
     }
 
