@@ -372,6 +372,10 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
                 (ceiling.batched_rows_per_sec > 0.0)
                     .then(|| 100.0 * r / (ceiling.batched_rows_per_sec / f64::from(rows_per_read)))
             }),
+            percent_of_read_rows: reads.and_then(|r| {
+                (ceiling.read_rows_reads_per_sec > 0.0)
+                    .then(|| 100.0 * r / ceiling.read_rows_reads_per_sec)
+            }),
             leash_reads_per_sec: reads,
             at_connections: best.map(|c| c.connections),
             rows_per_read,

@@ -110,18 +110,23 @@ pub async fn describe(admin_url: &str) -> anyhow::Result<(String, String)> {
     Ok((format!("PostgreSQL {version}"), settings.join(" ")))
 }
 
-/// A scratch table shaped like `audit_events` (same columns, checks and
-/// indexes; no append-only trigger, no chain head).
-const SCRATCH: &str = "CREATE TABLE bench_audit (
-    seq BIGINT PRIMARY KEY CHECK (seq > 0),
-    request_id TEXT NOT NULL, time BIGINT NOT NULL, identity TEXT, workload TEXT,
-    peer TEXT NOT NULL, operation TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
-    decision TEXT NOT NULL CHECK (decision IN ('allowed', 'denied', 'error')),
-    status INTEGER NOT NULL, reason TEXT NOT NULL, lease_ref TEXT,
-    attestation TEXT NOT NULL, mac BYTEA NOT NULL CHECK (octet_length(mac) = 32));
-CREATE INDEX ON bench_audit (workload, time);
-CREATE INDEX ON bench_audit (identity, time);
-CREATE INDEX ON bench_audit (time)";
+/// Leash's own migrations, applied to the ceiling's scratch database so
+/// that its table is shaped by the schema Leash writes, whatever it is.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// A scratch table shaped like `audit_events` as Leash's migrations leave
+/// it (same columns, checks and indexes; no append-only trigger, no chain
+/// head).
+const SCRATCH: &str = "CREATE TABLE bench_audit (LIKE audit_events INCLUDING ALL); \
+    CREATE TABLE bench_leases (LIKE leases INCLUDING ALL)";
+
+/// A read's lease rows, many at once (the audit rows go with
+/// [`INSERT_BATCH`] in the same transaction).
+const INSERT_LEASES: &str = "INSERT INTO bench_leases (hash, token_hash, workload, path, \
+    lease_path, issued_at, expires_at, max_expires_at, ttl_secs, renewable) \
+    SELECT h, decode(repeat('ab', 32), 'hex'), 'bench-app', 'secret/bench/db', p, t, \
+    t + 7200000000, t + 7200000000, 7200, true \
+    FROM UNNEST($1::bytea[], $2::text[], $3::int8[]) AS u(h, p, t)";
 
 const INSERT_ONE: &str = "INSERT INTO bench_audit (seq, request_id, time, identity, workload, \
     peer, operation, method, path, decision, status, reason, lease_ref, attestation, mac) \
@@ -151,10 +156,15 @@ pub struct Ceiling {
     pub batched_rows_per_sec: f64,
     /// Rows/s committed one per transaction.
     pub single_rows_per_sec: f64,
+    /// Reads/s whose rows (a lease row into a table shaped like `leases`
+    /// and an audit row) PostgreSQL commits, batched as above (half the
+    /// rows of a transaction each).
+    pub read_rows_reads_per_sec: f64,
 }
 
 struct Row {
     seq: i64,
+    lease_hash: Vec<u8>,
     request_id: String,
     time: i64,
     identity: String,
@@ -162,9 +172,25 @@ struct Row {
     mac: Vec<u8>,
 }
 
+/// 32 bytes spread like a keyed digest (a lease's primary key is one), from
+/// `seq` (splitmix64).
+fn spread(seq: i64) -> Vec<u8> {
+    let mut x = seq as u64;
+    let mut out = Vec::with_capacity(32);
+    for _ in 0..4 {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_be_bytes());
+    }
+    out
+}
+
 fn row(seq: i64) -> Row {
     Row {
         seq,
+        lease_hash: spread(seq),
         request_id: format!(
             "{:08x}-0000-4000-8000-{:012x}",
             seq >> 32,
@@ -194,25 +220,51 @@ pub async fn ceiling(
     let db = Database::create(admin_url, "ceiling").await?;
     {
         let mut c = db.connect().await?;
+        MIGRATOR
+            .run(&mut c)
+            .await
+            .context("applying Leash's migrations to the ceiling's database")?;
         sqlx::raw_sql(SCRATCH).execute(&mut c).await?;
     }
-    let single = insert_rate(&db, single_connections, 1, duration, 0).await?;
-    let batched = insert_rate(&db, batched_connections, batch_rows, duration, 1 << 40).await?;
+    let single = insert_rate(&db, single_connections, 1, duration, 0, false).await?;
+    let batched = insert_rate(
+        &db,
+        batched_connections,
+        batch_rows,
+        duration,
+        1 << 40,
+        false,
+    )
+    .await?;
+    let pairs = insert_rate(
+        &db,
+        batched_connections,
+        batch_rows / 2,
+        duration,
+        2 << 40,
+        true,
+    )
+    .await?
+    .max(0.0);
     Ok(Ceiling {
         batch_rows,
         batched_connections,
         single_connections,
         batched_rows_per_sec: batched,
         single_rows_per_sec: single,
+        read_rows_reads_per_sec: pairs,
     })
 }
 
+/// Audit rows/s committed (`with_leases`: reads/s, each an audit row and a
+/// lease row in the same transaction).
 async fn insert_rate(
     db: &Database,
     connections: usize,
     batch: usize,
     duration: Duration,
     base: i64,
+    with_leases: bool,
 ) -> anyhow::Result<f64> {
     let start = Instant::now();
     let end = start + duration;
@@ -242,6 +294,14 @@ async fn insert_rate(
                     let rs: Vec<Row> = (0..batch as i64).map(|k| row(seq + k)).collect();
                     seq += batch as i64;
                     let mut tx = c.begin().await?;
+                    if with_leases {
+                        sqlx::query(INSERT_LEASES)
+                            .bind(rs.iter().map(|r| r.lease_hash.clone()).collect::<Vec<_>>())
+                            .bind(rs.iter().map(|r| r.lease_ref.clone()).collect::<Vec<_>>())
+                            .bind(rs.iter().map(|r| r.time).collect::<Vec<_>>())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     sqlx::query(INSERT_BATCH)
                         .bind(rs.iter().map(|r| r.seq).collect::<Vec<_>>())
                         .bind(rs.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())

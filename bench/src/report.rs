@@ -175,6 +175,9 @@ pub struct Storage {
     pub at_connections: Option<usize>,
     /// reads/s ÷ (batched ceiling ÷ rows per read), in percent.
     pub percent_of_ceiling: Option<f64>,
+    /// reads/s ÷ the reads/s whose rows (lease + audit) PostgreSQL commits
+    /// batched, in percent.
+    pub percent_of_read_rows: Option<f64>,
 }
 
 /// One point of the lease-scale curve.
@@ -377,12 +380,21 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "Leash reads at {} conns: {} /s = {} of the ceiling ({} rows per read: lease + audit)",
+                "a read's rows (a lease row and an audit row, {} reads/txn, {} conns): {:.0} reads/s",
+                c.batch_rows / 2,
+                c.batched_connections,
+                c.read_rows_reads_per_sec
+            );
+            let _ = writeln!(
+                o,
+                "Leash reads at {} conns: {} /s = {} of the ceiling ({} rows per read: lease + audit); \
+                 {} of a read's rows batched",
                 s.at_connections
                     .map_or_else(|| "n/a".into(), |c| c.to_string()),
                 opt(s.leash_reads_per_sec, ""),
                 opt(s.percent_of_ceiling, "%"),
-                s.rows_per_read
+                s.rows_per_read,
+                opt(s.percent_of_read_rows, "%"),
             );
         }
 

@@ -59,6 +59,8 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
     assert!(storage.ceiling.batched_rows_per_sec > 0.0);
     assert!(storage.ceiling.single_rows_per_sec > 0.0);
     assert!(storage.percent_of_ceiling.is_some());
+    assert!(storage.ceiling.read_rows_reads_per_sec > 0.0);
+    assert!(storage.percent_of_read_rows.is_some());
 
     assert_eq!(report.lease_scale.len(), opts.lease_points.len());
     for p in &report.lease_scale {
