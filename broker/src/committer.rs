@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use leash_domain::{CommitUnit, Committed};
 use leash_store::{Store, StoreError};
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 /// Why a unit was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -220,49 +220,36 @@ async fn run(
     }
 }
 
-/// Flushes running at once. A batch committed while one runs need not
-/// wait for it to end before its own flush starts: PostgreSQL shares the
-/// disk flush between them.
-const FLUSHES_IN_FLIGHT: usize = 2;
-
 /// Releases committed batches once they are durable: takes every batch
-/// committed so far, flushes once, then answers all of their callers. Each
-/// flush begins after the commits of all the batches it releases returned;
-/// up to [`FLUSHES_IN_FLIGHT`] run at once, and batches committed while
-/// all are busy join the next one. If a flush fails, its callers get
-/// `Unavailable`: their rows may well be on disk, but nothing is handed out
-/// on a commit not known to be durable.
+/// committed so far, flushes once, then answers all of their callers. A
+/// batch committed during a flush waits for the next one, which begins
+/// after its commit returned. (Two flushes at once, so that such a batch
+/// need not wait for the running one to end, measured no faster.) If a
+/// flush fails, its callers get `Unavailable`: their rows may well be on
+/// disk, but nothing is handed out on a commit not known to be durable.
 async fn flusher(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Unflushed>,
     timeout: Duration,
     stats: Arc<CommitStats>,
 ) {
-    let slots = Arc::new(Semaphore::new(FLUSHES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let mut ready = vec![first];
         while let Ok(more) = rx.try_recv() {
             ready.push(more);
         }
-        let (store, stats) = (store.clone(), stats.clone());
-        tokio::spawn(async move {
-            let flushed = match tokio::time::timeout(timeout, store.flush()).await {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "audit flush failed");
-                    false
-                }
-                Err(_) => {
-                    tracing::error!("audit flush timed out");
-                    false
-                }
-            };
-            release(ready, flushed, &stats);
-            drop(slot);
-        });
+        let flushed = match tokio::time::timeout(timeout, store.flush()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "audit flush failed");
+                false
+            }
+            Err(_) => {
+                tracing::error!("audit flush timed out");
+                false
+            }
+        };
+        release(ready, flushed, &stats);
     }
 }
 
@@ -297,6 +284,7 @@ mod tests {
     use leash_domain::records::{LeaseRecord, TokenRecord};
     use leash_store::{KvVersion, KvVersionMeta, PoolOptions, SqliteStore, StoreStats};
     use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
 
     /// A real (SQLite) store whose flushes wait for a permit, so a test
     /// can hold a batch between its commit and its flush.
@@ -444,8 +432,7 @@ mod tests {
         assert_eq!(c.stats().units.load(Ordering::SeqCst), 0);
 
         // The held flush began before the others committed: it releases
-        // the first unit only. The others' flushes (one may already wait
-        // at the gate) release them.
+        // the first unit only. The next flush releases the others.
         store.gate.add_permits(1);
         let r = first.await.unwrap().unwrap();
         assert_eq!(r.seq, 1);
