@@ -25,3 +25,8 @@ CREATE INDEX audit_events_time_brin_idx ON audit_events USING brin (time);
 -- until its own expiry: unusable (every lease operation needs the live
 -- token), then reaped.
 ALTER TABLE leases DROP CONSTRAINT leases_token_hash_fkey;
+
+-- leases.expires_at: the reaper's condition (expired, or revoked, or of a
+-- dead token) is an OR that no index serves: it scans leases (in batches)
+-- with or without this index, which only cost every read an index insert.
+DROP INDEX leases_expires_at_idx;

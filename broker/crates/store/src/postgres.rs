@@ -273,7 +273,7 @@ impl PgStore {
         let unflushed = PgPoolOptions::new()
             .max_connections(UNFLUSHED_CONNECTIONS)
             .acquire_timeout(opts.acquire_timeout)
-            .connect_lazy_with(connect.options([("synchronous_commit", "off")]));
+            .connect_lazy_with(connect.options([("synchronous_commit", "off"), ("plan_cache_mode", "force_generic_plan")]));
         Ok(Self {
             pool,
             unflushed,
