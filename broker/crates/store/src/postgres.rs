@@ -20,7 +20,7 @@ use std::str::FromStr;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use leash_domain::crypto::{Digest, KeyedHasher};
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
@@ -37,148 +37,106 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 /// Locks the chain head for the rest of the transaction.
 const LOCK_HEAD: &str = "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE";
 
-/// Tokens, many at once: one array per column (`$1`…`$14`, from `$n`
-/// with the argument `n`).
-macro_rules! insert_tokens_sql {
-    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
-     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal) => {
-        concat!(
-            "INSERT INTO tokens (hash, accessor, workload, auth_path, issuer, subject, source, \
-             meta, created_at, expires_at, max_expires_at, ttl_secs, renewable, revoked_at) \
-             SELECT * FROM UNNEST($",
-            $a,
-            "::bytea[], $",
-            $b,
-            "::text[], $",
-            $c,
-            "::text[], $",
-            $d,
-            "::text[], $",
-            $e,
-            "::text[], $",
-            $f,
-            "::text[], $",
-            $g,
-            "::text[], $",
-            $h,
-            "::text[], $",
-            $i,
-            "::int8[], $",
-            $j,
-            "::int8[], $",
-            $k,
-            "::int8[], $",
-            $l,
-            "::int8[], $",
-            $m,
-            "::bool[], $",
-            $n,
-            "::int8[])"
-        )
-    };
+/// The columns of a token row, with the array type each is sent as.
+const TOKEN_COLUMNS: &[(&str, &str)] = &[
+    ("hash", "bytea"),
+    ("accessor", "text"),
+    ("workload", "text"),
+    ("auth_path", "text"),
+    ("issuer", "text"),
+    ("subject", "text"),
+    ("source", "text"),
+    ("meta", "text"),
+    ("created_at", "int8"),
+    ("expires_at", "int8"),
+    ("max_expires_at", "int8"),
+    ("ttl_secs", "int8"),
+    ("renewable", "bool"),
+    ("revoked_at", "int8"),
+];
+
+/// The columns of a lease row.
+const LEASE_COLUMNS: &[(&str, &str)] = &[
+    ("hash", "bytea"),
+    ("token_hash", "bytea"),
+    ("workload", "text"),
+    ("path", "text"),
+    ("lease_path", "text"),
+    ("issued_at", "int8"),
+    ("expires_at", "int8"),
+    ("max_expires_at", "int8"),
+    ("ttl_secs", "int8"),
+    ("renewable", "bool"),
+    ("last_renewal", "int8"),
+    ("revoked_at", "int8"),
+];
+
+/// The columns of an audit row.
+const EVENT_COLUMNS: &[(&str, &str)] = &[
+    ("seq", "int8"),
+    ("request_id", "text"),
+    ("time", "int8"),
+    ("identity", "text"),
+    ("workload", "text"),
+    ("peer", "text"),
+    ("operation", "text"),
+    ("method", "text"),
+    ("path", "text"),
+    ("decision", "text"),
+    ("status", "int4"),
+    ("reason", "text"),
+    ("lease_ref", "text"),
+    ("attestation", "text"),
+    ("mac", "bytea"),
+];
+
+/// `INSERT INTO table (c1, …) SELECT u.* FROM UNNEST($first::t1[], …) AS
+/// u(c1, …)`: many rows at once, one array parameter per column, numbered
+/// from `$first`.
+fn insert_unnest(table: &str, columns: &[(&str, &str)], first: usize) -> String {
+    let names = columns
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let arrays = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| format!("${}::{t}[]", first + i))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("INSERT INTO {table} ({names}) SELECT u.* FROM UNNEST({arrays}) AS u({names})")
 }
 
-/// Leases, many at once, each inserted only if its token is live at its
-/// `issued_at`. The token row is share-locked, so a concurrent revocation of
-/// the token either commits first (and the lease is not inserted) or waits
-/// for this transaction (and then revokes the new lease too).
-macro_rules! insert_leases_sql {
-    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
-     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal) => {
-        concat!(
-            "INSERT INTO leases (hash, token_hash, workload, path, lease_path, issued_at, \
-             expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
-             SELECT u.* FROM UNNEST($",
-            $a,
-            "::bytea[], $",
-            $b,
-            "::bytea[], $",
-            $c,
-            "::text[], $",
-            $d,
-            "::text[], $",
-            $e,
-            "::text[], $",
-            $f,
-            "::int8[], $",
-            $g,
-            "::int8[], $",
-            $h,
-            "::int8[], $",
-            $i,
-            "::int8[], $",
-            $j,
-            "::bool[], $",
-            $k,
-            "::int8[], $",
-            $l,
-            "::int8[]) AS u(hash, token_hash, workload, path, lease_path, issued_at, expires_at, \
-             max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
-             WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
-             AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE)"
-        )
-    };
-}
+/// Each lease inserted only if its token is live at its `issued_at`. The
+/// token row is share-locked, so a concurrent revocation of the token
+/// either commits first (and the lease is not inserted) or waits for this
+/// transaction (and then revokes the new lease too).
+const LEASE_TOKEN_LIVE: &str = " WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
+     AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE)";
 
-/// Audit rows, many at once.
-macro_rules! insert_events_sql {
-    ($a:literal, $b:literal, $c:literal, $d:literal, $e:literal, $f:literal, $g:literal,
-     $h:literal, $i:literal, $j:literal, $k:literal, $l:literal, $m:literal, $n:literal,
-     $o:literal) => {
-        concat!(
-            "INSERT INTO audit_events (seq, request_id, time, identity, workload, peer, \
-             operation, method, path, decision, status, reason, lease_ref, attestation, mac) \
-             SELECT * FROM UNNEST($",
-            $a,
-            "::int8[], $",
-            $b,
-            "::text[], $",
-            $c,
-            "::int8[], $",
-            $d,
-            "::text[], $",
-            $e,
-            "::text[], $",
-            $f,
-            "::text[], $",
-            $g,
-            "::text[], $",
-            $h,
-            "::text[], $",
-            $i,
-            "::text[], $",
-            $j,
-            "::text[], $",
-            $k,
-            "::int4[], $",
-            $l,
-            "::text[], $",
-            $m,
-            "::text[], $",
-            $n,
-            "::text[], $",
-            $o,
-            "::bytea[])"
-        )
-    };
-}
+/// Tokens, many at once (`$1`…`$14`).
+static INSERT_TOKENS: LazyLock<String> =
+    LazyLock::new(|| insert_unnest("tokens", TOKEN_COLUMNS, 1));
 
-const INSERT_TOKENS: &str = insert_tokens_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
-
+/// Leases, many at once (`$1`…`$12`), each only while its token is live.
 /// Returns the hashes of the leases inserted.
-const INSERT_LEASES: &str = concat!(
-    insert_leases_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
-    " RETURNING hash"
-);
+static INSERT_LEASES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}{LEASE_TOKEN_LIVE} RETURNING hash",
+        insert_unnest("leases", LEASE_COLUMNS, 1)
+    )
+});
 
-/// Audit rows, many at once, and the head moved to the last of them
-/// (`$16` seq, `$17` MAC), in one statement: one round trip while the head
-/// is locked.
-const INSERT_EVENTS: &str = concat!(
-    "WITH appended AS (",
-    insert_events_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-    ") UPDATE audit_head SET seq = $16, mac = $17 WHERE id = 1"
-);
+/// Audit rows, many at once (`$1`…`$15`), and the head moved to the last
+/// of them (`$16` seq, `$17` MAC), in one statement: one round trip while
+/// the head is locked.
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH appended AS ({}) UPDATE audit_head SET seq = $16, mac = $17 WHERE id = 1",
+        insert_unnest("audit_events", EVENT_COLUMNS, 1)
+    )
+});
 
 /// A whole batch of leases (`$1`…`$12`), tokens (`$13`…`$26`) and audit rows
 /// (`$27`…`$41`) in one autocommit statement, written only if the batch
@@ -189,19 +147,21 @@ const INSERT_EVENTS: &str = concat!(
 /// of it. The head moves to `$46`, `$47`. The token rows are share-locked
 /// (counting `l`) before the head is locked (`h`), the order of every other
 /// commit.
-const COMMIT_BATCH: &str = concat!(
-    "WITH l AS (",
-    insert_leases_sql!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12),
-    " RETURNING 1), t AS (",
-    insert_tokens_sql!(13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26),
-    " RETURNING 1), h AS (SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE), \
-     ok AS (SELECT leash_expect((SELECT count(*) FROM l) = $42 \
-     AND (SELECT count(*) FROM t) = $43 \
-     AND (SELECT seq = $44 AND mac = $45 FROM h)) AS ok), e AS (",
-    insert_events_sql!(27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41),
-    " WHERE (SELECT ok FROM ok)) \
-     UPDATE audit_head SET seq = $46, mac = $47 WHERE id = 1 AND (SELECT ok FROM ok)"
-);
+static COMMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH l AS ({leases}{LEASE_TOKEN_LIVE} RETURNING 1), \
+         t AS ({tokens} RETURNING 1), \
+         h AS (SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE), \
+         ok AS (SELECT leash_expect((SELECT count(*) FROM l) = $42 \
+         AND (SELECT count(*) FROM t) = $43 \
+         AND (SELECT seq = $44 AND mac = $45 FROM h)) AS ok), \
+         e AS ({events} WHERE (SELECT ok FROM ok)) \
+         UPDATE audit_head SET seq = $46, mac = $47 WHERE id = 1 AND (SELECT ok FROM ok)",
+        leases = insert_unnest("leases", LEASE_COLUMNS, 1),
+        tokens = insert_unnest("tokens", TOKEN_COLUMNS, 13),
+        events = insert_unnest("audit_events", EVENT_COLUMNS, 27),
+    )
+});
 
 /// The SQLSTATE `leash_expect` raises.
 const BATCH_STALE: &str = "LS001";
@@ -273,7 +233,10 @@ impl PgStore {
         let unflushed = PgPoolOptions::new()
             .max_connections(UNFLUSHED_CONNECTIONS)
             .acquire_timeout(opts.acquire_timeout)
-            .connect_lazy_with(connect.options([("synchronous_commit", "off"), ("plan_cache_mode", "force_generic_plan")]));
+            .connect_lazy_with(connect.options([
+                ("synchronous_commit", "off"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]));
         Ok(Self {
             pool,
             unflushed,
@@ -349,7 +312,7 @@ async fn insert_tokens(
     tokens: &[&TokenRecord],
 ) -> Result<u64, StoreError> {
     let c = TokenColumns::of(tokens)?;
-    let n = bind_tokens(sqlx::query(INSERT_TOKENS), c)
+    let n = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
         .execute(conn)
         .await?
         .rows_affected();
@@ -361,7 +324,7 @@ async fn insert_leases(
     leases: &[&LeaseRecord],
 ) -> Result<Vec<bool>, StoreError> {
     let c = LeaseColumns::of(leases);
-    let inserted: Vec<Vec<u8>> = bind_leases(sqlx::query(INSERT_LEASES), c)
+    let inserted: Vec<Vec<u8>> = bind_leases(sqlx::query(&INSERT_LEASES), c)
         .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
         .fetch_all(conn)
         .await?;
@@ -378,7 +341,7 @@ async fn insert_events(
     (seq, mac): (i64, &Digest),
 ) -> Result<(), StoreError> {
     let c = EventColumns::of(events)?;
-    bind_events(sqlx::query(INSERT_EVENTS), c)
+    bind_events(sqlx::query(&INSERT_EVENTS), c)
         .bind(seq)
         .bind(&mac.0[..])
         .execute(conn)
@@ -428,7 +391,7 @@ async fn fast_commit(
         (events, out, end, head)
     };
     let (n_leases, n_tokens) = (leases.len() as i64, tokens.len() as i64);
-    let q = bind_leases(sqlx::query(COMMIT_BATCH), LeaseColumns::of(&leases));
+    let q = bind_leases(sqlx::query(&COMMIT_BATCH), LeaseColumns::of(&leases));
     let q = bind_tokens(q, TokenColumns::of(&tokens)?);
     let q = bind_events(q, EventColumns::of(&events)?);
     let q = q
