@@ -38,6 +38,18 @@ async fn sessions(b: &TestBroker) -> serde_json::Value {
     r.json().unwrap()["data"]["sessions"].clone()
 }
 
+/// How `b`'s commits were written: `(one_statement, general, stale)`.
+async fn commit_paths(b: &TestBroker) -> (u64, u64, u64) {
+    let r = b
+        .operator()
+        .raw("GET", "/v1/leash/status", None)
+        .await
+        .unwrap();
+    let p = r.json().unwrap()["data"]["commits"]["paths"].clone();
+    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {p}"));
+    (n("one_statement"), n("general"), n("stale"))
+}
+
 async fn lookup_status(c: &LeashClient) -> u16 {
     c.raw("GET", "/v1/auth/token/lookup-self", None)
         .await
@@ -102,7 +114,12 @@ async fn a_stale_cached_record_never_yields_a_secret_and_the_ttl_bounds_it() {
     until_listening(&b).await;
     let w = b.login("payments-api").await;
     w.kv_read("secret", "payments/db", None).await.unwrap();
+    w.kv_read("secret", "payments/db", None).await.unwrap();
     assert_eq!(lookup_status(&w).await, 200);
+    // B learnt the audit head from its first commit, so its reads are
+    // written in one statement each, chained in advance.
+    let (one, _, stale) = commit_paths(&b).await;
+    assert!(one >= 1, "reads in one statement: {one}");
     // Revoked behind Leash's back (no announcement): the cached record is
     // stale now.
     let digest = a.hasher.token(&leash_domain::SecretToken::new(
@@ -122,6 +139,13 @@ async fn a_stale_cached_record_never_yields_a_secret_and_the_ttl_bounds_it() {
         .unwrap();
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(!r.body.contains("pw-"));
+    // The read's one statement found its lease not inserted and undid
+    // itself; the general transaction then recorded the refusal.
+    let (_, _, stale_after) = commit_paths(&b).await;
+    assert!(
+        stale_after > stale,
+        "the one statement refused: {stale_after}"
+    );
     // Calls that hand nothing out may trust the stale copy, but only until
     // the TTL runs out.
     assert!(
