@@ -59,8 +59,8 @@ use leash_policy::{Capability, Grant};
 use zeroize::Zeroizing;
 
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
-    Written, granted_path,
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
+    WritePath, Written, granted_path,
 };
 
 /// The `Upstream` text for refused credentials or permissions.
@@ -911,11 +911,7 @@ impl SecretBackend for AwsBackend {
         rule: WriteRule,
         cas: Option<u64>,
     ) -> Result<Written, BackendError> {
-        let path = granted_path(
-            grant,
-            &self.mount,
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        let path = granted_path(grant, &self.mount, WRITE_CAPS)?;
         if !self.writable {
             return Err(BackendError::ReadOnly);
         }
@@ -944,11 +940,7 @@ impl SecretBackend for AwsBackend {
         _cas: Option<u64>,
         _now: DateTime<Utc>,
     ) -> Result<Mutation, BackendError> {
-        granted_path(
-            grant,
-            &self.mount,
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        granted_path(grant, &self.mount, WRITE_CAPS)?;
         Err(BackendError::ReadOnly)
     }
 

@@ -20,8 +20,8 @@ use leash_store::Store;
 use zeroize::Zeroizing;
 
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
-    granted_path,
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
+    WritePath, granted_path,
 };
 
 const NONCE_LEN: usize = 12;
@@ -213,11 +213,7 @@ impl SecretBackend for BuiltinBackend {
         cas: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Mutation, BackendError> {
-        let path = granted_path(
-            grant,
-            &self.mount,
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        let path = granted_path(grant, &self.mount, WRITE_CAPS)?;
         if path.is_empty() || path.ends_with('/') {
             return Err(BackendError::BadRequest(
                 "invalid path: a secret path cannot end in `/`".into(),

@@ -28,8 +28,8 @@ use leash_policy::{Capability, Grant};
 use serde::Serialize;
 
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
-    Written, granted_path,
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
+    WritePath, Written, granted_path,
 };
 
 /// How a guard behaves.
@@ -409,11 +409,7 @@ impl SecretBackend for Guarded {
         rule: WriteRule,
         cas: Option<u64>,
     ) -> Result<Written, BackendError> {
-        let path = granted_path(
-            grant,
-            self.inner.mount(),
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        let path = granted_path(grant, self.inner.mount(), WRITE_CAPS)?;
         let r = self
             .call_once(self.inner.write(grant, data, rule, cas))
             .await;
@@ -442,11 +438,7 @@ impl SecretBackend for Guarded {
             .inner
             .prepare_write(grant, data, rule, cas, now)
             .await?;
-        if let Ok(p) = granted_path(
-            grant,
-            self.inner.mount(),
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        ) {
+        if let Ok(p) = granted_path(grant, self.inner.mount(), WRITE_CAPS) {
             self.invalidate(p);
         }
         Ok(m)

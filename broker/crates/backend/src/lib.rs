@@ -247,6 +247,9 @@ pub trait SecretBackend: Send + Sync + 'static {
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError>;
 }
 
+/// The capabilities of a grant that writes a new version of a secret.
+pub const WRITE_CAPS: &[Capability] = &[Capability::Create, Capability::Update, Capability::Patch];
+
 /// The path inside `mount` that `grant` covers, when the grant is for that
 /// mount and one of `caps`; an error otherwise.
 pub fn granted_path<'g>(

@@ -49,8 +49,8 @@ use vaultrs::error::ClientError;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WriteOp, WritePath,
-    Written, granted_path,
+    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
+    WritePath, Written, granted_path,
 };
 
 /// What a refused upstream call reports when Leash's token lacks access.
@@ -1629,10 +1629,7 @@ impl SecretBackend for VaultBackend {
         rule: WriteRule,
         cas: Option<u64>,
     ) -> Result<Written, BackendError> {
-        let path = self.write_target(
-            grant,
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        let path = self.write_target(grant, WRITE_CAPS)?;
         tracing::debug!(mount = %self.inner.mount, path, "upstream write");
         if self.inner.upstream_kv == 1 {
             self.inner.write_v1(path, data, rule, cas).await
@@ -1655,11 +1652,7 @@ impl SecretBackend for VaultBackend {
         _cas: Option<u64>,
         _now: DateTime<Utc>,
     ) -> Result<Mutation, BackendError> {
-        granted_path(
-            grant,
-            &self.inner.mount,
-            &[Capability::Create, Capability::Update, Capability::Patch],
-        )?;
+        granted_path(grant, &self.inner.mount, WRITE_CAPS)?;
         Err(BackendError::ReadOnly)
     }
 

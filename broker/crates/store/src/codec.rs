@@ -192,24 +192,7 @@ pub(crate) struct EventColumns<'a> {
 
 impl<'a> EventColumns<'a> {
     pub(crate) fn of(events: &'a [ChainedEvent<'_>]) -> Result<Self, StoreError> {
-        let n = events.len();
-        let mut c = Self {
-            seq: Vec::with_capacity(n),
-            request_id: Vec::with_capacity(n),
-            time: Vec::with_capacity(n),
-            identity: Vec::with_capacity(n),
-            workload: Vec::with_capacity(n),
-            peer: Vec::with_capacity(n),
-            operation: Vec::with_capacity(n),
-            method: Vec::with_capacity(n),
-            path: Vec::with_capacity(n),
-            decision: Vec::with_capacity(n),
-            status: Vec::with_capacity(n),
-            reason: Vec::with_capacity(n),
-            lease_ref: Vec::with_capacity(n),
-            attestation: Vec::with_capacity(n),
-            mac: Vec::with_capacity(n),
-        };
+        let mut c = Self::default();
         for ChainedEvent { seq, event: e, mac } in events {
             c.seq.push(*seq);
             c.request_id.push(&e.request_id);
