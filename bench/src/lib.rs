@@ -10,6 +10,7 @@
 //! or a database behind (guards kill and drop them, also on error).
 
 pub mod bao;
+pub mod floor;
 pub mod leash;
 pub mod load;
 pub mod pg;
@@ -27,7 +28,7 @@ use crate::bao::{Bao, ROLE, SECRET_PATH};
 use crate::leash::{FIXED_WORKLOADS, Leash, LeashHome, MountChoice, REVOKE_ROLE};
 use crate::load::{LoadConfig, RequestSpec};
 use crate::report::{
-    Cell, LeasePoint, Report, Revocation, RunStats, Storage, Summary, WorkloadPoint,
+    Cell, FloorRun, LeasePoint, Report, Revocation, RunStats, Storage, Summary, WorkloadPoint,
 };
 use crate::sys::{CpuSample, Machine};
 
@@ -64,6 +65,10 @@ pub struct Options {
     pub compare: bool,
     /// Run the storage ceiling.
     pub ceiling: bool,
+    /// Writer counts of the floor server (measured after the ceiling, at
+    /// the most connections, each committing durably and pipelined; the
+    /// best counts).
+    pub floor_writers: Vec<usize>,
     /// Run the lease-scale curve.
     pub lease_scale: bool,
     /// Run the workload-scale curve.
@@ -101,6 +106,7 @@ impl Options {
             ceiling_batch: 256,
             compare: true,
             ceiling: true,
+            floor_writers: vec![1, 2, 4],
             lease_scale: true,
             workload_scale: true,
             revocation: true,
@@ -141,6 +147,7 @@ impl Options {
             ceiling_duration: Duration::from_millis(500),
             ceiling_connections: 2,
             ceiling_single_connections: 4,
+            floor_writers: vec![1, 2],
             ..self
         }
     }
@@ -168,6 +175,7 @@ impl Options {
             "workload_points": self.workload_points,
             "revoke_leases": self.revoke_leases,
             "ceiling": {"secs": self.ceiling_duration.as_secs_f64(), "batched_connections": self.ceiling_connections, "single_connections": self.ceiling_single_connections, "batch": self.ceiling_batch},
+            "floor_writers": self.floor_writers,
         })
     }
 }
@@ -367,19 +375,31 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             .max_by_key(|c| c.connections);
         let reads = best.map(|c| c.leash.throughput);
         let rows_per_read = 2;
+        let conns = opts.connections.iter().copied().max().unwrap_or(1);
+        let floor = floor_runs(opts, &env, conns).await?;
+        for f in &floor {
+            note_problem(
+                &mut report.problems,
+                &format!("floor ({} writers, pipelined {})", f.writers, f.pipelined),
+                &f.run,
+            );
+        }
+        let floor_best = floor
+            .iter()
+            .map(|f| f.run.throughput)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        let per_read_ceiling = ceiling.batched_rows_per_sec / f64::from(rows_per_read);
         report.storage = Some(Storage {
-            percent_of_ceiling: reads.and_then(|r| {
-                (ceiling.batched_rows_per_sec > 0.0)
-                    .then(|| 100.0 * r / (ceiling.batched_rows_per_sec / f64::from(rows_per_read)))
-            }),
-            percent_of_read_rows: reads.and_then(|r| {
-                (ceiling.read_rows_reads_per_sec > 0.0)
-                    .then(|| 100.0 * r / ceiling.read_rows_reads_per_sec)
-            }),
+            percent_of_ceiling: reads.and_then(|r| percent(r, per_read_ceiling)),
+            percent_of_read_rows: reads.and_then(|r| percent(r, ceiling.read_rows_reads_per_sec)),
+            floor_percent_of_ceiling: floor_best.and_then(|f| percent(f, per_read_ceiling)),
+            percent_of_floor: reads.zip(floor_best).and_then(|(r, f)| percent(r, f)),
             leash_reads_per_sec: reads,
             at_connections: best.map(|c| c.connections),
             rows_per_read,
             ceiling,
+            floor_connections: conns,
+            floor,
         });
     }
     if opts.lease_scale {
@@ -395,6 +415,57 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     report.wall_secs = started.elapsed().as_secs_f64();
     Ok(report)
 }
+
+/// `part` as a percentage of `whole`, if `whole` was measured.
+fn percent(part: f64, whole: f64) -> Option<f64> {
+    (whole > 0.0).then(|| 100.0 * part / whole)
+}
+
+/// The floor server (see [`floor`]) on a fresh scratch database, once per
+/// writer count, at `connections`.
+async fn floor_runs(
+    opts: &Options,
+    env: &Env,
+    connections: usize,
+) -> anyhow::Result<Vec<FloorRun>> {
+    let spec = RequestSpec::get_with_token(&format!("/v1/secret/data/{SECRET_PATH}"), "floor")?;
+    let mut out = Vec::new();
+    let shapes = [false, true]
+        .into_iter()
+        .flat_map(|p| opts.floor_writers.iter().map(move |&w| (w, p)));
+    for (writers, pipelined) in shapes {
+        let db = pg::scratch_database(&opts.pg_url, "floor").await?;
+        let server = floor::Floor::start(&db.url, writers, pipelined, FLOOR_MAX_BATCH).await?;
+        probe(server.addr, &spec, "floor").await?;
+        let run = measure(
+            opts,
+            env,
+            std::process::id(),
+            server.addr,
+            &spec,
+            connections,
+            0,
+        )
+        .await?;
+        say!(
+            opts,
+            "floor ({writers} writers{}, c={connections}): {:.0} reads/s p99 {:.2} ms",
+            if pipelined { ", pipelined" } else { "" },
+            run.throughput,
+            run.p99_ms
+        );
+        drop(server);
+        out.push(FloorRun {
+            writers,
+            pipelined,
+            run,
+        });
+    }
+    Ok(out)
+}
+
+/// The floor server's largest batch (Leash's default `audit.max_batch`).
+const FLOOR_MAX_BATCH: usize = 256;
 
 async fn compare(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let (_db, leash, _) = env.leash(opts, "compare", 10).await?;

@@ -57,6 +57,9 @@ struct Cli {
     /// Skip both scale curves.
     #[arg(long)]
     skip_scale: bool,
+    /// Writer counts of the floor server, e.g. 1,2,4
+    #[arg(long, value_delimiter = ',')]
+    floor_writers: Option<Vec<usize>>,
     /// Skip the lease-scale curve.
     #[arg(long)]
     skip_lease_scale: bool,
@@ -145,6 +148,9 @@ fn options(cli: &Cli) -> anyhow::Result<Options> {
     }
     o.compare = !cli.skip_compare;
     o.ceiling = !cli.skip_ceiling;
+    if let Some(w) = &cli.floor_writers {
+        o.floor_writers = w.iter().copied().filter(|w| *w > 0).collect();
+    }
     o.lease_scale = !(cli.skip_scale || cli.skip_lease_scale);
     o.workload_scale = !(cli.skip_scale || cli.skip_workload_scale);
     o.revocation = !cli.skip_revocation;

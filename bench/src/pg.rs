@@ -162,7 +162,8 @@ pub struct Ceiling {
     pub read_rows_reads_per_sec: f64,
 }
 
-struct Row {
+/// One read's rows: its lease and its audit event.
+pub struct Row {
     seq: i64,
     lease_hash: Vec<u8>,
     request_id: String,
@@ -187,7 +188,8 @@ fn spread(seq: i64) -> Vec<u8> {
     out
 }
 
-fn row(seq: i64) -> Row {
+/// The rows of read number `seq` (unique per scratch table).
+pub fn row(seq: i64) -> Row {
     Row {
         seq,
         lease_hash: spread(seq),
@@ -207,6 +209,19 @@ fn row(seq: i64) -> Row {
     }
 }
 
+/// A fresh database holding Leash's schema and the scratch tables
+/// `bench_audit` and `bench_leases` shaped like `audit_events` and `leases`.
+pub async fn scratch_database(admin_url: &str, label: &str) -> anyhow::Result<Database> {
+    let db = Database::create(admin_url, label).await?;
+    let mut c = db.connect().await?;
+    MIGRATOR
+        .run(&mut c)
+        .await
+        .context("applying Leash's migrations to a scratch database")?;
+    sqlx::raw_sql(SCRATCH).execute(&mut c).await?;
+    Ok(db)
+}
+
 /// Measures the batched insert rate over `batched_connections` and the
 /// one-row-per-transaction rate over `single_connections`, for `duration`
 /// each.
@@ -217,15 +232,7 @@ pub async fn ceiling(
     batch_rows: usize,
     duration: Duration,
 ) -> anyhow::Result<Ceiling> {
-    let db = Database::create(admin_url, "ceiling").await?;
-    {
-        let mut c = db.connect().await?;
-        MIGRATOR
-            .run(&mut c)
-            .await
-            .context("applying Leash's migrations to the ceiling's database")?;
-        sqlx::raw_sql(SCRATCH).execute(&mut c).await?;
-    }
+    let db = scratch_database(admin_url, "ceiling").await?;
     let single = insert_rate(&db, single_connections, 1, duration, 0, false).await?;
     let batched = insert_rate(
         &db,
@@ -294,24 +301,7 @@ async fn insert_rate(
                     let rs: Vec<Row> = (0..batch as i64).map(|k| row(seq + k)).collect();
                     seq += batch as i64;
                     let mut tx = c.begin().await?;
-                    if with_leases {
-                        sqlx::query(INSERT_LEASES)
-                            .bind(rs.iter().map(|r| r.lease_hash.clone()).collect::<Vec<_>>())
-                            .bind(rs.iter().map(|r| r.lease_ref.clone()).collect::<Vec<_>>())
-                            .bind(rs.iter().map(|r| r.time).collect::<Vec<_>>())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(INSERT_BATCH)
-                        .bind(rs.iter().map(|r| r.seq).collect::<Vec<_>>())
-                        .bind(rs.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
-                        .bind(rs.iter().map(|r| r.time).collect::<Vec<_>>())
-                        .bind(rs.iter().map(|r| r.identity.clone()).collect::<Vec<_>>())
-                        .bind(rs.iter().map(|r| r.lease_ref.clone()).collect::<Vec<_>>())
-                        .bind(vec![ATTESTATION; rs.len()])
-                        .bind(rs.iter().map(|r| r.mac.clone()).collect::<Vec<_>>())
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_rows(&mut tx, &rs, with_leases).await?;
                     tx.commit().await?;
                     rows += batch as u64;
                 }
@@ -324,6 +314,46 @@ async fn insert_rate(
         rows += t.await??;
     }
     Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Inserts `rows` into the scratch tables: their audit rows, and with
+/// `with_leases` their lease rows too (two multi-row statements).
+pub async fn insert_rows(
+    c: &mut PgConnection,
+    rows: &[Row],
+    with_leases: bool,
+) -> anyhow::Result<()> {
+    if with_leases {
+        sqlx::query(INSERT_LEASES)
+            .bind(rows.iter().map(|r| &r.lease_hash[..]).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.lease_ref.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
+            .execute(&mut *c)
+            .await?;
+    }
+    sqlx::query(INSERT_BATCH)
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.request_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(rows.iter().map(|r| r.time).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.identity.as_str()).collect::<Vec<_>>())
+        .bind(
+            rows.iter()
+                .map(|r| r.lease_ref.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(vec![ATTESTATION; rows.len()])
+        .bind(rows.iter().map(|r| &r.mac[..]).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 /// Live, unexpired leases in a Leash database.

@@ -178,6 +178,27 @@ pub struct Storage {
     /// reads/s ÷ the reads/s whose rows (lease + audit) PostgreSQL commits
     /// batched, in percent.
     pub percent_of_read_rows: Option<f64>,
+    /// The floor server's runs (see `floor`), one per writer count.
+    pub floor: Vec<FloorRun>,
+    /// At how many connections they ran.
+    pub floor_connections: usize,
+    /// The floor's best reads/s ÷ (batched ceiling ÷ rows per read), in
+    /// percent: what this machine allows a broker at best.
+    pub floor_percent_of_ceiling: Option<f64>,
+    /// Leash's reads/s ÷ the floor's best, in percent.
+    pub percent_of_floor: Option<f64>,
+}
+
+/// One run of the floor server.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorRun {
+    /// Its writer tasks (transactions in flight at once).
+    pub writers: usize,
+    /// Writers commit without waiting for the disk; one flusher makes
+    /// their batches durable before the replies.
+    pub pipelined: bool,
+    /// The read run.
+    pub run: RunStats,
 }
 
 /// One point of the lease-scale curve.
@@ -395,6 +416,30 @@ impl Report {
                 opt(s.percent_of_ceiling, "%"),
                 s.rows_per_read,
                 opt(s.percent_of_read_rows, "%"),
+            );
+            for f in &s.floor {
+                let _ = writeln!(
+                    o,
+                    "floor server ({} writers{}, {} conns): {:.0} reads/s p50 {:.2} ms p99 {:.2} ms{}",
+                    f.writers,
+                    if f.pipelined {
+                        ", pipelined"
+                    } else {
+                        ", durable commits"
+                    },
+                    s.floor_connections,
+                    f.run.throughput,
+                    f.run.p50_ms,
+                    f.run.p99_ms,
+                    if f.run.clean() { "" } else { " !" }
+                );
+            }
+            let _ = writeln!(
+                o,
+                "the floor's best = {} of the ceiling; Leash = {} of the floor \
+                 (floor: HTTP, a queue and the same two rows per read committed before the reply; nothing else)",
+                opt(s.floor_percent_of_ceiling, "%"),
+                opt(s.percent_of_floor, "%"),
             );
         }
 

@@ -61,6 +61,12 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
     assert!(storage.percent_of_ceiling.is_some());
     assert!(storage.ceiling.read_rows_reads_per_sec > 0.0);
     assert!(storage.percent_of_read_rows.is_some());
+    assert_eq!(storage.floor.len(), 2 * opts.floor_writers.len());
+    for f in &storage.floor {
+        assert!(f.run.clean(), "floor {} writers: {:?}", f.writers, f.run);
+    }
+    assert!(storage.floor_percent_of_ceiling.is_some());
+    assert!(storage.percent_of_floor.is_some());
 
     assert_eq!(report.lease_scale.len(), opts.lease_points.len());
     for p in &report.lease_scale {
