@@ -160,14 +160,16 @@ async fn read(state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(r)
 }
 
-/// Connects; `unflushed`: its commits do not wait for the disk.
+/// Connects; `unflushed`: its commits do not wait for the disk, otherwise
+/// they do, whatever the server's default.
 async fn connect(url: &str, unflushed: bool) -> anyhow::Result<PgConnection> {
     let mut c = PgConnection::connect(url).await?;
-    if unflushed {
-        sqlx::query("SET synchronous_commit = off")
-            .execute(&mut c)
-            .await?;
-    }
+    let set = if unflushed {
+        "SET synchronous_commit = off"
+    } else {
+        "SET synchronous_commit = on"
+    };
+    sqlx::query(set).execute(&mut c).await?;
     Ok(c)
 }
 
@@ -220,10 +222,17 @@ async fn writer(
     }
 }
 
+/// A flush as Leash's: a transaction that writes a row (one that writes
+/// nothing commits without waiting for the disk) and commits with
+/// `synchronous_commit = on`, waiting for the WAL up to its commit record,
+/// which follows every commit made before it began.
+const FLUSH: &str = "INSERT INTO leash_flushes (replica, flushes, at) \
+    VALUES ('\\x666c6f6f72666c6f6f72666c6f6f7200'::bytea, 1, now()) \
+    ON CONFLICT (replica) DO UPDATE SET flushes = leash_flushes.flushes + 1, at = now()";
+
 /// Takes every batch committed so far, makes them durable with one flush
-/// (a transaction that takes an xid and commits with the server's
-/// `synchronous_commit`, waiting for the WAL up to its commit record), then
-/// answers their callers.
+/// ([`FLUSH`]), then answers their callers. (The server does not restart
+/// during a benchmark; Leash also checks that it did not.)
 async fn flusher(
     url: String,
     mut batches: mpsc::Receiver<Committed>,
@@ -242,10 +251,7 @@ async fn flusher(
         while let Ok(more) = batches.try_recv() {
             all.push(more);
         }
-        let flushed = sqlx::query("SELECT pg_current_xact_id()")
-            .execute(&mut c)
-            .await
-            .is_ok();
+        let flushed = sqlx::query(FLUSH).execute(&mut c).await.is_ok();
         for (replies, ok) in all {
             for r in replies {
                 let _ = r.send(ok && flushed);

@@ -1,16 +1,18 @@
 //! Group commit: every request's audit event (and its lease, token or
 //! revocation) is committed by a writer task that batches whatever
-//! requests are waiting into one transaction, and made durable by a
-//! flusher task that covers every batch committed meanwhile with one disk
-//! flush.
+//! requests are waiting into one transaction, and released by a flusher
+//! task once the store says the batch is durable.
 //!
 //! A caller's reply is released only after the batch holding its unit has
-//! committed and a flush begun after that commit has returned. The writers
-//! never wait for the disk: while one flush runs, they commit the next
-//! batches, which the next flush covers. If the store cannot commit (or
-//! flush) within the configured bound the caller gets [`CommitError`], and
-//! the caller must answer 503 and hand nothing out: no audit row, no
-//! secret.
+//! committed and a [`Store::flush`] begun after that commit has returned.
+//! The stores Leash ships make every commit durable before it returns
+//! (PostgreSQL: `synchronous_commit = on` on every connection; SQLite:
+//! `synchronous = FULL`), so their flush returns at once; a store that
+//! defers durability to its flush is still answered correctly, and the
+//! writers go on committing while its flush runs. If the store cannot
+//! commit (or flush) within the configured bound the caller gets
+//! [`CommitError`], and the caller must answer 503 and hand nothing out: no
+//! audit row, no secret.
 //!
 //! When a batch fails with a definite error (the transaction rolled back),
 //! its units are retried one by one, so one bad unit cannot take the others

@@ -148,6 +148,9 @@ pub struct Options {
     pub header_read_timeout: Option<Duration>,
     /// Reuse this PostgreSQL database (another replica); default: a new one.
     pub shared_pg: Option<String>,
+    /// Seed the sample secrets into `shared_pg` too (it is new, not
+    /// another replica's).
+    pub seed_shared_pg: bool,
     /// Reuse these keys (another replica).
     pub shared_keys: Option<PathBuf>,
     /// How long a cached token record is trusted (`[sessions] cache_ttl`).
@@ -164,6 +167,7 @@ impl Default for Options {
             max_body: None,
             header_read_timeout: None,
             shared_pg: None,
+            seed_shared_pg: false,
             shared_keys: None,
             session_ttl: None,
         }
@@ -306,7 +310,7 @@ impl TestBroker {
         let app = App::build(&settings, clock.clone() as Arc<dyn Clock>)
             .await
             .unwrap();
-        if opts.shared_pg.is_none() {
+        if opts.shared_pg.is_none() || opts.seed_shared_pg {
             let builtin = app.builtin("secret").unwrap();
             for (path, key, value) in SEEDED {
                 let mut m = serde_json::Map::new();
@@ -882,5 +886,190 @@ pub async fn run_tool(program: &Path, args: &[&str], env: &[(&str, &str)]) -> To
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A private PostgreSQL server, `initdb`'d into a temporary directory, that
+/// a test may crash and restart (the machine's server is shared by every
+/// test). Stopped (immediately) on drop.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+/// The directory of the PostgreSQL server programs: `LEASH_TEST_PG_BIN`,
+/// or the newest `/usr/lib/postgresql/<version>/bin` (Debian's layout).
+fn pg_bindir() -> PathBuf {
+    if let Ok(d) = std::env::var("LEASH_TEST_PG_BIN") {
+        return PathBuf::from(d);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's server programs: set LEASH_TEST_PG_BIN")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no /usr/lib/postgresql/*/bin/initdb: set LEASH_TEST_PG_BIN")
+        .1
+}
+
+/// initdb and the server refuse to run as root: as root, they run as the
+/// `postgres` user.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn id_of(flag: &str) -> u32 {
+    let out = std::process::Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no `postgres` user to run PostgreSQL as"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+impl PgCluster {
+    /// Creates and starts one on a free port.
+    pub fn start() -> PgCluster {
+        let bin = pg_bindir();
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("leash-pg-")
+            .tempdir()
+            .unwrap();
+        if as_postgres {
+            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = PgCluster {
+            dir,
+            bin,
+            as_postgres,
+            port,
+        };
+        let data = c.data();
+        c.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        c.resume();
+        c
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// `program` of the server's, as the `postgres` user when run as root.
+    fn command(&self, program: &str) -> std::process::Command {
+        let program = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.command(program);
+        let out = cmd.args(args).output().unwrap();
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}\n{log}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts the server (again): after [`PgCluster::crash`], it runs crash
+    /// recovery from the WAL first. Returns once it accepts connections.
+    /// The WAL writer wakes only every 10 s, so the WAL of a commit that
+    /// did not wait for the disk stays in memory until something flushes
+    /// it: a missing flush loses it in a crash, as it would under load.
+    pub fn resume(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
+             -c wal_writer_delay=10s -c wal_writer_flush_after=0",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &opts,
+                "start",
+            ],
+        );
+    }
+
+    /// Crashes it: `pg_ctl stop -m immediate` makes every server process
+    /// quit at once, without a checkpoint and without writing out the WAL
+    /// still in shared memory; what was not flushed is gone.
+    pub fn crash(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
