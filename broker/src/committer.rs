@@ -53,8 +53,9 @@ struct Unflushed {
 pub struct CommitStats {
     /// Transactions committed and flushed.
     pub batches: AtomicU64,
-    /// Disk flushes that released batches (one covers every batch
-    /// committed while the previous one ran).
+    /// Store flushes that released batches (one covers every batch
+    /// committed while the previous one ran; with the shipped stores, whose
+    /// commits are durable when they return, a flush waits for nothing).
     pub flushes: AtomicU64,
     /// Units committed and flushed.
     pub units: AtomicU64,
