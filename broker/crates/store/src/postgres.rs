@@ -472,7 +472,6 @@ crate::shared::store_backend! {
     writer: pool,
     readers: pool,
     begin: begin(),
-    begin_commit: begin(),
     commit_head: LOCK_HEAD,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,

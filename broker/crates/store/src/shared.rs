@@ -32,10 +32,7 @@
 /// - `writer` / `readers`: the pool fields of `store` that write (and
 ///   migrate) and that read; they may be the same field.
 /// - `begin`: the pool method, with its argument if any, that starts every
-///   write transaction on `writer` but the commit's.
-/// - `begin_commit`: the same for [`Store::commit_unflushed`]'s
-///   transaction; it may let the commit return before its WAL is flushed
-///   (see `flush`).
+///   write transaction on `writer`, the commit's included.
 /// - `commit_head`: the query that reads (and, where the dialect needs it,
 ///   locks) the audit head, after a commit's mutations.
 /// - `renew_lease`, `renew_token`: the conditional mutations, in the
@@ -48,10 +45,8 @@
 ///   `insert_events(conn, &[ChainedEvent], (seq, &mac))`, which also moves
 ///   the audit head to `(seq, mac)`.
 /// - `flush`: `flush(&store)`, what [`Store::flush`] does: returns only
-///   once every commit that returned before the call is durable. A
-///   `begin_commit` that lets a commit return before its WAL is flushed (to
-///   release its locks sooner) is allowed only with a `flush` that waits
-///   for the disk.
+///   once every commit that returned before the call is durable (with a
+///   backend whose commits are durable when they return, at once).
 /// - `fast_commit`: `fast_commit(&store, units) -> Option<Vec<Committed>>`,
 ///   tried first by every commit: the whole commit in one round trip where
 ///   the backend can (`None`: it could not, and nothing was written; the
@@ -72,7 +67,6 @@ macro_rules! store_backend {
         writer: $writer:ident,
         readers: $readers:ident,
         begin: $begin:ident($($begin_arg:expr)?),
-        begin_commit: $begin_commit:ident($($begin_commit_arg:expr)?),
         commit_head: $commit_head:expr,
         renew_lease: $renew_lease:expr,
         renew_token: $renew_token:expr,
@@ -403,10 +397,7 @@ macro_rules! store_backend {
                     if let Some(out) = $fast_commit(self, units).await? {
                         return Ok(out);
                     }
-                    // `begin_commit` may make the commit return before its
-                    // WAL is flushed, releasing the head's lock sooner:
-                    // whoever acts on the result waits for `flush` first.
-                    let mut tx = self.$writer.$begin_commit($($begin_commit_arg)?).await?;
+                    let mut tx = self.$writer.$begin($($begin_arg)?).await?;
                     // The mutations first, in unit order; the audit head
                     // last. Every transaction takes its row locks before the
                     // head lock and holds the head only for its audit rows

@@ -252,7 +252,6 @@ crate::shared::store_backend! {
     writer: writer,
     readers: readers,
     begin: begin_with(BEGIN_WRITE),
-    begin_commit: begin_with(BEGIN_WRITE),
     commit_head: crate::sql::SELECT_HEAD,
     renew_lease: RENEW_LEASE,
     renew_token: RENEW_TOKEN,
