@@ -453,7 +453,8 @@ impl Broker {
         };
 
         let lease_path = shape.lease_path(t.mount, t.rest);
-        let suffix = new_lease_suffix().map_err(|e| Refused::unavailable("random source", &e))?;
+        let suffix = new_lease_suffix(req.now.timestamp_micros())
+            .map_err(|e| Refused::unavailable("random source", &e))?;
         let lease_id = format!("{lease_path}/{suffix}");
         let hash = self.hasher.lease(&lease_id);
         let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))

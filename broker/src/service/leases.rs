@@ -25,7 +25,8 @@ struct LeaseBody {
     sync: Option<bool>,
 }
 
-/// Largest lease id accepted (mount, path and a 43-character tail).
+/// Largest lease id accepted (mount, path of at most 1,024 bytes and a
+/// 55-character tail: issue time, `.`, 256 random bits).
 const MAX_LEASE_ID: usize = 1200;
 
 impl Broker {

@@ -1,9 +1,11 @@
 //! Random credentials and keyed hashes.
 //!
-//! Tokens and lease ids are random (256 bits), shown once to their holder and
-//! stored only as HMAC-SHA256 digests under the broker's hash key, with a
-//! domain-separation label so a digest of one kind can never stand for
-//! another. Digests are compared in constant time.
+//! Tokens and lease ids carry 256 random bits, are shown once to their
+//! holder and are stored only as HMAC-SHA256 digests under the broker's hash
+//! key, with a domain-separation label so a digest of one kind can never
+//! stand for another (a lease's storage key puts its issue time in front of
+//! 192 bits of its digest: see [`KeyedHasher::lease`]). Digests are compared
+//! in constant time.
 
 use std::fmt;
 
@@ -197,9 +199,28 @@ impl KeyedHasher {
         self.digest(label::TOKEN, token.expose().as_bytes())
     }
 
-    /// Digest of a lease id.
+    /// The key a lease is stored under. For a lease id issued by
+    /// [`new_lease_suffix`], whose suffix starts with its issue time, the
+    /// key is those 8 time bytes followed by the first 24 bytes of the
+    /// id's digest: new leases' keys grow in time order, so their inserts
+    /// land on the right-hand edge of the primary key, one page, whatever
+    /// the number of live leases (a random key dirties a different index
+    /// page per lease, and after every checkpoint each page's first change
+    /// writes the whole page to the WAL). The 192 digest bits still bind
+    /// the key to the whole id: a presented id with a forged time matches
+    /// nothing. Any other id (one issued before this scheme) is keyed by
+    /// its whole digest, as it always was.
     pub fn lease(&self, lease_id: &str) -> Digest {
-        self.digest(label::LEASE, lease_id.as_bytes())
+        let d = self.digest(label::LEASE, lease_id.as_bytes());
+        match lease_time(lease_id) {
+            Some(time) => {
+                let mut key = [0u8; 32];
+                key[..8].copy_from_slice(&time);
+                key[8..].copy_from_slice(&d.0[..24]);
+                Digest(key)
+            }
+            None => d,
+        }
     }
 }
 
@@ -220,9 +241,35 @@ pub fn new_accessor() -> Result<String, KeyError> {
     random_b64(18)
 }
 
-/// The random tail of a lease id (256 bits).
-pub fn new_lease_suffix() -> Result<String, KeyError> {
-    random_b64(32)
+/// The tail of a lease id issued at `issued_micros` (microseconds since
+/// the Unix epoch): the issue time (8 bytes, big-endian, base64url), a
+/// `.`, then 256 random bits. The time orders the lease's storage key (see
+/// [`KeyedHasher::lease`]); it is no secret, Vault's lease lookup shows
+/// it too. The random part is what makes the id unguessable.
+pub fn new_lease_suffix(issued_micros: i64) -> Result<String, KeyError> {
+    let time = u64::try_from(issued_micros).unwrap_or(0).to_be_bytes();
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(time),
+        random_b64(32)?
+    ))
+}
+
+/// The issue time at the start of a lease id's suffix, if it has one:
+/// the last path segment is 11 base64url characters (8 bytes), a `.`, and
+/// more. Base64url has no `.`, so an older id (random base64url only)
+/// never parses.
+fn lease_time(lease_id: &str) -> Option<[u8; 8]> {
+    let suffix = lease_id.rsplit('/').next()?;
+    let (time, rest) = suffix.split_once('.')?;
+    if time.len() != 11 || rest.is_empty() {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    match URL_SAFE_NO_PAD.decode_slice(time, &mut out) {
+        Ok(8) => Some(out),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +307,45 @@ mod tests {
         assert!(!format!("{a:?}").contains(&a.expose()[4..]));
         let h = KeyedHasher::new(&[9u8; 32]).unwrap();
         assert!(!format!("{h:?}").contains('9'));
+    }
+
+    #[test]
+    fn lease_keys_follow_issue_time_and_bind_the_whole_id() {
+        let h = KeyedHasher::new(&[5u8; 32]).unwrap();
+        let early = format!("secret/data/app/{}", new_lease_suffix(1_000).unwrap());
+        let late = format!("secret/data/app/{}", new_lease_suffix(2_000).unwrap());
+        let (ke, kl) = (h.lease(&early), h.lease(&late));
+        assert_eq!(ke.0[..8], 1_000u64.to_be_bytes());
+        assert!(ke.0 < kl.0, "keys grow with the issue time");
+        // The same time, another random part: another key.
+        let twin = format!("secret/data/app/{}", new_lease_suffix(1_000).unwrap());
+        assert_ne!(h.lease(&twin), ke);
+        // The rest of the key is the id's digest: any change to the id
+        // (here its path) changes it, and a forged time only moves the
+        // prefix.
+        let moved = early.replacen("app", "apq", 1);
+        assert_eq!(h.lease(&moved).0[..8], ke.0[..8]);
+        assert_ne!(h.lease(&moved).0[8..], ke.0[8..]);
+        let digest = h.digest(label::LEASE, early.as_bytes());
+        assert_eq!(ke.0[8..], digest.0[..24]);
+        // An id without the time (as issued before) keeps its whole digest.
+        let old = format!("secret/data/app/{}", random_b64(32).unwrap());
+        assert_eq!(h.lease(&old), h.digest(label::LEASE, old.as_bytes()));
+        for odd in [
+            "",
+            ".",
+            "secret/x.y",
+            "secret/AAAAAAAAAAA.",
+            "secret/AAAAAAAAAA!.x",
+        ] {
+            assert_eq!(
+                h.lease(odd),
+                h.digest(label::LEASE, odd.as_bytes()),
+                "{odd}"
+            );
+        }
+        // Negative times (a clock before 1970) are clamped, not wrapped.
+        assert!(new_lease_suffix(-5).unwrap().starts_with("AAAAAAAAAAA."));
     }
 
     #[test]
