@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
+use sqlx::Connection as _;
 
 use crate::bao::{Bao, ROLE, SECRET_PATH};
 use crate::leash::{FIXED_WORKLOADS, Leash, LeashHome, MountChoice, REVOKE_ROLE};
 use crate::load::{LoadConfig, RequestSpec};
 use crate::report::{
-    Cell, FloorRun, LeasePoint, Report, Revocation, RunStats, Storage, Summary, WorkloadPoint,
+    Cell, FloorRun, LeasePoint, LeaseRound, Report, Revocation, RunStats, Storage, Summary,
+    WorkloadPoint,
 };
 use crate::sys::{CpuSample, Machine};
 
@@ -535,100 +537,160 @@ async fn compare(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Resu
     Ok(())
 }
 
+/// Read runs at each number of live leases, `opts.rounds` times: each
+/// round on a fresh database, its points in ascending order (so rounds
+/// interleave), and after each run the run's own leases deleted, so that
+/// every run starts at its target.
 async fn lease_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    let (db, leash, _) = env.leash(opts, "leases", 10).await?;
-    let (spec, _) = env.leash_read(&leash).await?;
-    // The seeded leases belong to another token of the same workload.
-    let owner = leash.login(ROLE, &env.home.jwt(ROLE)?).await?;
-    let mut conn = db.connect().await?;
-    let mut next = 0i64;
     let mut points = opts.lease_points.clone();
     points.sort_unstable();
-    for target in points {
-        let live = pg::live_leases(&mut conn).await?;
-        let want = i64::try_from(target)?.saturating_sub(live);
-        let seed_started = Instant::now();
-        if want > 0 {
-            say!(opts, "seeding {want} leases (to {target} live)");
-            pg::seed_leases(
-                &mut conn,
-                &pg::SeedLeases {
-                    accessor: &owner.accessor,
-                    workload: ROLE,
-                    path: &format!("secret/{SECRET_PATH}"),
-                    lease_path: &format!("secret/data/{SECRET_PATH}"),
-                    from: next,
-                    count: want,
-                    ttl: Duration::from_secs(7200),
-                },
+    let mut runs: Vec<(Vec<RunStats>, Vec<LeaseRound>)> = vec![Default::default(); points.len()];
+    for round in 0..opts.rounds.max(1) {
+        let (db, leash, _) = env.leash(opts, &format!("leases{round}"), 10).await?;
+        let (spec, reader) = env.leash_read(&leash).await?;
+        // The seeded leases belong to another token of the same workload.
+        let owner = leash.login(ROLE, &env.home.jwt(ROLE)?).await?;
+        let mut conn = db.connect().await?;
+        let mut next = 0i64;
+        for (i, &target) in points.iter().enumerate() {
+            let live = pg::live_leases(&mut conn).await?;
+            let want = i64::try_from(target)?.saturating_sub(live);
+            let seed_started = Instant::now();
+            if want > 0 {
+                say!(
+                    opts,
+                    "round {round}: seeding {want} leases (to {target} live)"
+                );
+                pg::seed_leases(
+                    &mut conn,
+                    &pg::SeedLeases {
+                        accessor: &owner.accessor,
+                        workload: ROLE,
+                        path: &format!("secret/{SECRET_PATH}"),
+                        lease_path: &format!("secret/data/{SECRET_PATH}"),
+                        from: next,
+                        count: want,
+                        ttl: Duration::from_secs(7200),
+                    },
+                )
+                .await?;
+                next += want;
+            }
+            pg::settle_leases(&mut conn).await?;
+            let seed_secs = seed_started.elapsed().as_secs_f64();
+            let live_before = pg::live_leases(&mut conn).await?;
+            let wal0 = pg::WalMark::now(&mut conn).await?;
+            // A checkpoint in the middle of the measured window: PostgreSQL
+            // checkpoints all the time in service, and after each one the
+            // first change to every page writes the whole page to the WAL,
+            // which costs more the more pages the reads dirty. Every run
+            // pays it once, at the same moment.
+            let checkpoint = {
+                let db_url = db.url.clone();
+                let at = opts.warmup + opts.duration / 2;
+                tokio::spawn(async move {
+                    tokio::time::sleep(at).await;
+                    let mut c = sqlx::PgConnection::connect(&db_url).await?;
+                    sqlx::query("CHECKPOINT").execute(&mut c).await?;
+                    anyhow::Ok(())
+                })
+            };
+            let run = measure(
+                opts,
+                env,
+                leash.child.pid(),
+                leash.addr,
+                &spec,
+                opts.scale_connections,
+                round,
             )
             .await?;
-            next += want;
+            checkpoint.await??;
+            let wal1 = pg::WalMark::now(&mut conn).await?;
+            let live_after = pg::live_leases(&mut conn).await?;
+            let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+            say!(
+                opts,
+                "round {round}: {live_before} live leases: {:.0} reads/s p99 {:.2} ms, \
+                 {:.0} WAL bytes/read, RSS {rss_mib:.1} MiB",
+                run.throughput,
+                run.p99_ms,
+                (wal1.bytes - wal0.bytes) / run.ok.max(1) as f64,
+            );
+            note_problem(
+                &mut report.problems,
+                &format!("lease scale {target} round {round}"),
+                &run,
+            );
+            let reads = run.ok;
+            runs[i].0.push(run);
+            runs[i].1.push(LeaseRound {
+                live_before,
+                live_after,
+                seed_secs,
+                reads,
+                wal_bytes: wal1.bytes - wal0.bytes,
+                wal_fpi: wal1.fpi - wal0.fpi,
+                rss_mib,
+            });
+            pg::delete_leases_of(&mut conn, &reader.accessor).await?;
         }
-        let seed_secs = seed_started.elapsed().as_secs_f64();
-        let live_before = pg::live_leases(&mut conn).await?;
-        let run = measure(
-            opts,
-            env,
-            leash.child.pid(),
-            leash.addr,
-            &spec,
-            opts.scale_connections,
-            0,
-        )
-        .await?;
-        let live_after = pg::live_leases(&mut conn).await?;
-        let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
-        say!(
-            opts,
-            "{live_before} live leases: {:.0} reads/s p99 {:.2} ms, RSS {rss_mib:.1} MiB",
-            run.throughput,
-            run.p99_ms
-        );
-        note_problem(&mut report.problems, &format!("lease scale {target}"), &run);
-        report.lease_scale.push(LeasePoint {
-            target,
-            live_before,
-            live_after,
-            seed_secs,
-            run,
-            rss_mib,
-        });
+    }
+    for (target, (stats, rounds)) in points.into_iter().zip(runs) {
+        report
+            .lease_scale
+            .push(LeasePoint::of(target, stats, rounds));
     }
     Ok(())
 }
 
+/// Read runs at each number of declared workloads, `opts.rounds` times,
+/// the points interleaved: each run on a fresh database and a Leash started
+/// on a generated policy directory of that size.
 async fn workload_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::Result<()> {
-    for &n in &opts.workload_points {
-        let n = n.max(FIXED_WORKLOADS);
-        let t0 = Instant::now();
-        let (_db, leash, _) = env.leash(opts, &format!("workloads{n}"), n).await?;
-        let startup_secs = t0.elapsed().as_secs_f64();
-        let (spec, _) = env.leash_read(&leash).await?;
-        let run = measure(
-            opts,
-            env,
-            leash.child.pid(),
-            leash.addr,
-            &spec,
-            opts.scale_connections,
-            0,
-        )
-        .await?;
-        let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
-        say!(
-            opts,
-            "{n} workloads: {:.0} reads/s p99 {:.2} ms",
-            run.throughput,
-            run.p99_ms
-        );
-        note_problem(&mut report.problems, &format!("workload scale {n}"), &run);
-        report.workload_scale.push(WorkloadPoint {
-            workloads: n,
-            startup_secs,
-            run,
-            rss_mib,
-        });
+    let points: Vec<usize> = opts
+        .workload_points
+        .iter()
+        .map(|&n| n.max(FIXED_WORKLOADS))
+        .collect();
+    let mut runs: Vec<(Vec<RunStats>, Vec<f64>, Vec<f64>)> = vec![Default::default(); points.len()];
+    for round in 0..opts.rounds.max(1) {
+        for (i, &n) in points.iter().enumerate() {
+            let t0 = Instant::now();
+            let (_db, leash, _) = env.leash(opts, &format!("workloads{n}r{round}"), n).await?;
+            let startup_secs = t0.elapsed().as_secs_f64();
+            let (spec, _) = env.leash_read(&leash).await?;
+            let run = measure(
+                opts,
+                env,
+                leash.child.pid(),
+                leash.addr,
+                &spec,
+                opts.scale_connections,
+                round,
+            )
+            .await?;
+            let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+            say!(
+                opts,
+                "round {round}: {n} workloads: {:.0} reads/s p99 {:.2} ms",
+                run.throughput,
+                run.p99_ms
+            );
+            note_problem(
+                &mut report.problems,
+                &format!("workload scale {n} round {round}"),
+                &run,
+            );
+            runs[i].0.push(run);
+            runs[i].1.push(startup_secs);
+            runs[i].2.push(rss_mib);
+        }
+    }
+    for (n, (stats, startup, rss)) in points.into_iter().zip(runs) {
+        report
+            .workload_scale
+            .push(WorkloadPoint::of(n, stats, startup, rss));
     }
     Ok(())
 }
@@ -720,6 +782,7 @@ async fn identity_with_leases(
             },
         )
         .await?;
+        pg::settle_leases(conn).await?;
     }
     Ok((who, lease_id))
 }

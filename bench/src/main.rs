@@ -23,7 +23,8 @@ struct Cli {
     /// nothing worth reading.
     #[arg(long)]
     smoke: bool,
-    /// Interleaved rounds of the comparison (the report shows medians).
+    /// Interleaved rounds of the comparison and of both scale curves (the
+    /// report shows medians).
     #[arg(long)]
     rounds: Option<usize>,
     /// Measured seconds per run.

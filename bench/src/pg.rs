@@ -390,9 +390,12 @@ pub struct SeedLeases<'a> {
     pub ttl: Duration,
 }
 
-/// Inserts the leases `s` describes with one `generate_series`, then
-/// analyses the table. The lease hash only has to be 32 unique bytes: the
-/// SHA-256 of the number.
+/// Inserts the leases `s` describes with one `generate_series` (then
+/// [`settle_leases`]). Their keys are shaped like the broker's (see
+/// `KeyedHasher::lease`): an issue time, 8 bytes big-endian, the older the
+/// lower the number (one microsecond apart, all before now), then 24 bytes
+/// of the SHA-256 of the number, so that the leases the broker issues
+/// afterwards sort after them, as they would in a live system.
 pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Result<()> {
     let SeedLeases {
         accessor,
@@ -408,7 +411,8 @@ pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Re
     let r = sqlx::query(
         "INSERT INTO leases (hash, token_hash, workload, path, lease_path, issued_at, \
          expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at) \
-         SELECT sha256(convert_to('leash-bench-lease-' || g, 'UTF8')), t.hash, $2, $3, \
+         SELECT int8send($5 - ($9 - g) - 1) \
+         || substring(sha256(convert_to('leash-bench-lease-' || g, 'UTF8')) FROM 1 FOR 24), t.hash, $2, $3, \
          $4, $5, $5 + $6, $5 + $6, $7, true, NULL, NULL \
          FROM tokens t, generate_series($8::bigint, $9::bigint) AS g WHERE t.accessor = $1",
     )
@@ -428,10 +432,56 @@ pub async fn seed_leases(c: &mut PgConnection, s: &SeedLeases<'_>) -> anyhow::Re
         "seeded {} leases, expected {count} (is the token {accessor} in this database?)",
         r.rows_affected()
     );
-    sqlx::query("ANALYZE leases").execute(&mut *c).await?;
-    // The bulk insert's WAL would otherwise trigger a checkpoint in the
-    // middle of the measured reads, whose commits wait for the disk: that
-    // cost belongs to the seeding.
+    Ok(())
+}
+
+/// Readies the lease table for a measured run: vacuums and analyses it
+/// (the seeding's rows and the previous run's deleted ones), then checkpoints
+/// so that the seeding's WAL does not set a checkpoint off in the middle
+/// of reads whose commits wait for the disk: that cost belongs to the
+/// seeding.
+pub async fn settle_leases(c: &mut PgConnection) -> anyhow::Result<()> {
+    sqlx::query("VACUUM (ANALYZE) leases")
+        .execute(&mut *c)
+        .await?;
     sqlx::query("CHECKPOINT").execute(&mut *c).await?;
     Ok(())
+}
+
+/// Deletes the leases of the token with `accessor` (a measured run's own
+/// leases, so that the next point starts from its target). Returns how
+/// many.
+pub async fn delete_leases_of(c: &mut PgConnection, accessor: &str) -> anyhow::Result<u64> {
+    let r = sqlx::query(
+        "DELETE FROM leases WHERE token_hash = (SELECT hash FROM tokens WHERE accessor = $1)",
+    )
+    .bind(accessor)
+    .execute(c)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Where PostgreSQL's write-ahead log is: bytes written since the cluster
+/// began, and full-page images since its statistics were reset (both
+/// cluster-wide; the image count reaches `pg_stat_wal` when a backend
+/// reports its statistics, within about a second).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalMark {
+    /// `pg_current_wal_lsn()` as bytes.
+    pub bytes: f64,
+    /// `pg_stat_wal.wal_fpi`.
+    pub fpi: i64,
+}
+
+impl WalMark {
+    /// Reads the marks now.
+    pub async fn now(c: &mut PgConnection) -> anyhow::Result<WalMark> {
+        let (bytes, fpi): (f64, i64) = sqlx::query_as(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8, \
+             (SELECT wal_fpi FROM pg_stat_wal)",
+        )
+        .fetch_one(c)
+        .await?;
+        Ok(WalMark { bytes, fpi })
+    }
 }

@@ -17,7 +17,7 @@ use crate::sys::{CpuUse, Machine};
 /// One load run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunStats {
-    /// Round number (0-based); 0 for the scale points.
+    /// Round number (0-based).
     pub round: usize,
     /// 2xx replies per second.
     pub throughput: f64,
@@ -206,16 +206,59 @@ pub struct FloorRun {
 pub struct LeasePoint {
     /// The target number of live leases.
     pub target: u64,
+    /// The read runs, one per round, and their medians.
+    pub reads: Summary,
+    /// What each round found around its run (same order as
+    /// `reads.rounds`).
+    pub rounds: Vec<LeaseRound>,
+    /// Median over the rounds of the WAL bytes PostgreSQL wrote per read.
+    pub wal_bytes_per_read: f64,
+    /// Median over the rounds of the full-page images per read.
+    pub wal_fpi_per_read: f64,
+    /// The most leash-broker held resident after any round, MiB.
+    pub rss_mib: f64,
+}
+
+/// One round at one lease-scale point.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeaseRound {
     /// Live leases when the measured run started.
     pub live_before: i64,
-    /// Live leases after it (the run's own reads add leases).
+    /// Live leases after it (the run's own reads add leases; they are
+    /// deleted before the next point).
     pub live_after: i64,
-    /// Seconds spent seeding to reach the target.
+    /// Seconds spent seeding to the target, vacuuming and checkpointing.
     pub seed_secs: f64,
-    /// The read run.
-    pub run: RunStats,
+    /// Reads answered 2xx.
+    pub reads: u64,
+    /// WAL bytes PostgreSQL wrote during the run (cluster-wide).
+    pub wal_bytes: f64,
+    /// Full-page images in that WAL.
+    pub wal_fpi: i64,
     /// leash-broker resident memory after the run, MiB.
     pub rss_mib: f64,
+}
+
+impl LeasePoint {
+    /// The point at `target` from its rounds.
+    pub fn of(target: u64, stats: Vec<RunStats>, rounds: Vec<LeaseRound>) -> LeasePoint {
+        let per_read = |f: fn(&LeaseRound) -> f64| {
+            median(
+                rounds
+                    .iter()
+                    .map(|r| f(r) / r.reads.max(1) as f64)
+                    .collect(),
+            )
+        };
+        LeasePoint {
+            target,
+            reads: Summary::of(stats),
+            wal_bytes_per_read: per_read(|r| r.wal_bytes),
+            wal_fpi_per_read: per_read(|r| r.wal_fpi as f64),
+            rss_mib: rounds.iter().map(|r| r.rss_mib).fold(0.0, f64::max),
+            rounds,
+        }
+    }
 }
 
 /// One point of the workload-scale curve.
@@ -223,12 +266,26 @@ pub struct LeasePoint {
 pub struct WorkloadPoint {
     /// Workloads declared in the policy directory.
     pub workloads: usize,
-    /// Seconds from spawning leash-broker to its first 200 on sys/health.
+    /// Median over the rounds of the seconds from spawning leash-broker to
+    /// its first 200 on sys/health.
     pub startup_secs: f64,
-    /// The read run.
-    pub run: RunStats,
-    /// leash-broker resident memory after the run, MiB.
+    /// The read runs, one per round, and their medians.
+    pub reads: Summary,
+    /// The most leash-broker held resident after any round, MiB.
     pub rss_mib: f64,
+}
+
+impl WorkloadPoint {
+    /// The point at `workloads` from its rounds: each a run, its Leash's
+    /// start-up seconds and its resident MiB after the run.
+    pub fn of(workloads: usize, stats: Vec<RunStats>, startup: Vec<f64>, rss: Vec<f64>) -> Self {
+        WorkloadPoint {
+            workloads,
+            startup_secs: median(startup),
+            reads: Summary::of(stats),
+            rss_mib: rss.into_iter().fold(0.0, f64::max),
+        }
+    }
 }
 
 /// Revoking one identity's leases, and when a second replica notices.
@@ -287,6 +344,16 @@ pub struct Report {
 
 fn opt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "n/a".into(), |x| format!("{x:.2}{unit}"))
+}
+
+/// Every round's p99, in order.
+fn each_p99(s: &Summary) -> String {
+    let each: Vec<String> = s
+        .rounds
+        .iter()
+        .map(|r| format!("{:.2}", r.p99_ms))
+        .collect();
+    each.join(" ")
 }
 
 fn flag(s: &Summary) -> &'static str {
@@ -444,76 +511,90 @@ impl Report {
         }
 
         if !self.lease_scale.is_empty() {
-            let _ = writeln!(o, "\n-- Lease scale (Leash reads)");
+            let _ = writeln!(o, "\n-- Lease scale (Leash reads, medians over rounds)");
             let _ = writeln!(
                 o,
-                "{:>10} {:>12} {:>12} {:>9} {:>10} {:>8} {:>8} {:>9}",
+                "{:>10} {:>12} {:>12} {:>10} {:>8} {:>8} {:>22} {:>9} {:>9}",
                 "target",
                 "live before",
                 "live after",
-                "seed s",
                 "reads/s",
                 "p50 ms",
                 "p99 ms",
+                "p99 ms each round",
+                "WAL B/rd",
                 "RSS MiB"
             );
             for p in &self.lease_scale {
+                let max = |f: fn(&LeaseRound) -> i64| p.rounds.iter().map(f).max().unwrap_or(0);
                 let _ = writeln!(
                     o,
-                    "{:>10} {:>12} {:>12} {:>9.1} {:>10.0} {:>8.2} {:>8.2} {:>9.1}{}",
+                    "{:>10} {:>12} {:>12} {:>10.0} {:>8.2} {:>8.2} {:>22} {:>9.0} {:>9.1}{}",
                     p.target,
-                    p.live_before,
-                    p.live_after,
-                    p.seed_secs,
-                    p.run.throughput,
-                    p.run.p50_ms,
-                    p.run.p99_ms,
+                    max(|r| r.live_before),
+                    max(|r| r.live_after),
+                    p.reads.throughput,
+                    p.reads.p50_ms,
+                    p.reads.p99_ms,
+                    each_p99(&p.reads),
+                    p.wal_bytes_per_read,
                     p.rss_mib,
-                    if p.run.clean() { "" } else { " !" }
+                    flag(&p.reads)
                 );
             }
             if let (Some(a), Some(b)) = (self.lease_scale.first(), self.lease_scale.last())
-                && a.run.p99_ms > 0.0
+                && a.reads.p99_ms > 0.0
             {
                 let _ = writeln!(
                     o,
-                    "p99 at {} ÷ p99 at {}: {:.2}",
+                    "p99 at {} ÷ p99 at {}: {:.2} (medians); full-page images per read: {:.3} at {}, {:.3} at {}",
                     b.target,
                     a.target,
-                    b.run.p99_ms / a.run.p99_ms
+                    b.reads.p99_ms / a.reads.p99_ms,
+                    a.wal_fpi_per_read,
+                    a.target,
+                    b.wal_fpi_per_read,
+                    b.target,
                 );
             }
         }
 
         if !self.workload_scale.is_empty() {
-            let _ = writeln!(o, "\n-- Workload scale (Leash reads)");
+            let _ = writeln!(o, "\n-- Workload scale (Leash reads, medians over rounds)");
             let _ = writeln!(
                 o,
-                "{:>10} {:>10} {:>10} {:>8} {:>8} {:>9}",
-                "workloads", "start s", "reads/s", "p50 ms", "p99 ms", "RSS MiB"
+                "{:>10} {:>10} {:>10} {:>8} {:>8} {:>22} {:>9}",
+                "workloads",
+                "start s",
+                "reads/s",
+                "p50 ms",
+                "p99 ms",
+                "p99 ms each round",
+                "RSS MiB"
             );
             for p in &self.workload_scale {
                 let _ = writeln!(
                     o,
-                    "{:>10} {:>10.2} {:>10.0} {:>8.2} {:>8.2} {:>9.1}{}",
+                    "{:>10} {:>10.2} {:>10.0} {:>8.2} {:>8.2} {:>22} {:>9.1}{}",
                     p.workloads,
                     p.startup_secs,
-                    p.run.throughput,
-                    p.run.p50_ms,
-                    p.run.p99_ms,
+                    p.reads.throughput,
+                    p.reads.p50_ms,
+                    p.reads.p99_ms,
+                    each_p99(&p.reads),
                     p.rss_mib,
-                    if p.run.clean() { "" } else { " !" }
+                    flag(&p.reads)
                 );
             }
             if let (Some(a), Some(b)) = (self.workload_scale.first(), self.workload_scale.last())
-                && a.run.p99_ms > 0.0
+                && a.reads.p99_ms > 0.0
             {
                 let _ = writeln!(
                     o,
-                    "p99 at {} ÷ p99 at {}: {:.2}",
+                    "p99 at {} ÷ p99 at {}: {:.2} (medians)",
                     b.workloads,
                     a.workloads,
-                    b.run.p99_ms / a.run.p99_ms
+                    b.reads.p99_ms / a.reads.p99_ms
                 );
             }
         }

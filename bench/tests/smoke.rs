@@ -70,13 +70,27 @@ async fn smoke_run_is_complete_and_every_request_succeeds() {
 
     assert_eq!(report.lease_scale.len(), opts.lease_points.len());
     for p in &report.lease_scale {
-        assert!(p.run.clean(), "lease point {}: {:?}", p.target, p.run);
-        assert!(p.live_before >= i64::try_from(p.target).unwrap());
+        assert!(p.reads.clean, "lease point {}: {:?}", p.target, p.reads);
+        assert_eq!(p.rounds.len(), opts.rounds.max(1));
+        assert_eq!(p.reads.rounds.len(), p.rounds.len());
+        for r in &p.rounds {
+            // Every run starts at its target: the previous run's leases
+            // were deleted.
+            assert_eq!(r.live_before, i64::try_from(p.target).unwrap());
+            assert!(r.live_after > r.live_before);
+            assert!(r.wal_bytes > 0.0);
+        }
+        assert!(p.wal_bytes_per_read > 0.0);
         assert!(p.rss_mib > 0.0);
     }
     assert_eq!(report.workload_scale.len(), opts.workload_points.len());
     for p in &report.workload_scale {
-        assert!(p.run.clean(), "workload point {}: {:?}", p.workloads, p.run);
+        assert!(
+            p.reads.clean,
+            "workload point {}: {:?}",
+            p.workloads, p.reads
+        );
+        assert_eq!(p.reads.rounds.len(), opts.rounds.max(1));
     }
 
     assert_eq!(report.revocation.len(), 3, "every revocation method");
