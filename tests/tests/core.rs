@@ -27,6 +27,7 @@ macro_rules! dual {
 
 dual!(
     read_lease_renew_revoke,
+    forged_lease_ids_match_nothing,
     refusals_do_not_reveal_existence,
     token_lifecycle,
     expiry_is_refused_at_once_and_reaped,
@@ -147,6 +148,54 @@ async fn read_lease_renew_revoke(db: Db) {
         .unwrap();
     assert_eq!((r.status, r.json().unwrap()), (404, json!({"errors": []})));
     b.stop().await;
+}
+
+/// A lease id's tail is its issue time, `.`, 256 random bits; its storage
+/// key is that time and 192 bits of the whole id's HMAC. An id with another
+/// time, another random part, or no time at all finds no lease: not to look
+/// up, renew or revoke.
+async fn forged_lease_ids_match_nothing(db: Db) {
+    let b = TestBroker::start(db).await;
+    let w = b.login("payments-api").await;
+    let s = w.kv_read("secret", "payments/db", None).await.unwrap();
+    let s2 = w.kv_read("secret", "payments/db", None).await.unwrap();
+    let (path, tail) = s.lease_id.rsplit_once('/').unwrap();
+    let (time, random) = tail.split_once('.').unwrap();
+    assert_eq!((time.len(), random.len()), (11, 43), "{tail}");
+
+    let flip = |c: char| if c == 'A' { 'B' } else { 'A' };
+    let mut other_random: Vec<char> = random.chars().collect();
+    other_random[10] = flip(other_random[10]);
+    let other_random: String = other_random.into_iter().collect();
+    let mut other_time: Vec<char> = time.chars().collect();
+    other_time[10] = flip(other_time[10]);
+    let other_time: String = other_time.into_iter().collect();
+    let forged = [
+        // Another issue time in front of this lease's random part.
+        format!("{path}/{other_time}.{random}"),
+        format!("{path}/AAAAAAAAAAA.{random}"),
+        // The right time, a random part one character off.
+        format!("{path}/{time}.{other_random}"),
+        // No time: keyed the way ids were before times.
+        format!("{path}/{random}"),
+        // Another path.
+        format!("secret/data/payments/api-key/{tail}"),
+    ];
+    for id in &forged {
+        assert_ne!(id, &s.lease_id);
+        let e = w.lease_lookup(id).await.unwrap_err();
+        assert_eq!(e.status(), Some(400), "lookup {id}");
+        let e = w.lease_renew(id, None).await.unwrap_err();
+        assert_eq!(e.status(), Some(400), "renew {id}");
+        // Revoking an unknown lease is Vault's idempotent 204; it revokes
+        // nothing.
+        w.lease_revoke(id).await.unwrap();
+    }
+    let info = w.lease_lookup(&s.lease_id).await.unwrap();
+    assert_eq!(info.id, s.lease_id);
+    w.lease_lookup(&s2.lease_id).await.unwrap();
+    let r = w.lease_renew(&s.lease_id, Some(60)).await.unwrap();
+    assert_eq!(r.lease_duration, 60);
 }
 
 async fn refusals_do_not_reveal_existence(db: Db) {
