@@ -277,6 +277,11 @@ pub struct Login {
 }
 
 impl Leash {
+    /// leash-broker's resident memory now, MiB.
+    pub fn rss_mib(&self) -> f64 {
+        crate::sys::rss_bytes(self.child.pid()) as f64 / (1024.0 * 1024.0)
+    }
+
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -280,6 +280,18 @@ async fn measure(
     Ok(RunStats::from_outcome(round, &out, cpu))
 }
 
+/// A read run against `leash` at the scale curves' connection count.
+async fn scale_run(
+    opts: &Options,
+    env: &Env,
+    leash: &Leash,
+    spec: &RequestSpec,
+    round: usize,
+) -> anyhow::Result<RunStats> {
+    let c = opts.scale_connections;
+    measure(opts, env, leash.child.pid(), leash.addr, spec, c, round).await
+}
+
 fn note_problem(problems: &mut Vec<String>, what: &str, r: &RunStats) {
     if !r.clean() {
         problems.push(format!(
@@ -595,20 +607,11 @@ async fn lease_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::
                     anyhow::Ok(())
                 })
             };
-            let run = measure(
-                opts,
-                env,
-                leash.child.pid(),
-                leash.addr,
-                &spec,
-                opts.scale_connections,
-                round,
-            )
-            .await?;
+            let run = scale_run(opts, env, &leash, &spec, round).await?;
             checkpoint.await??;
             let wal1 = pg::WalMark::now(&mut conn).await?;
             let live_after = pg::live_leases(&mut conn).await?;
-            let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+            let rss_mib = leash.rss_mib();
             say!(
                 opts,
                 "round {round}: {live_before} live leases: {:.0} reads/s p99 {:.2} ms, \
@@ -660,17 +663,8 @@ async fn workload_scale(opts: &Options, env: &Env, report: &mut Report) -> anyho
             let (_db, leash, _) = env.leash(opts, &format!("workloads{n}r{round}"), n).await?;
             let startup_secs = t0.elapsed().as_secs_f64();
             let (spec, _) = env.leash_read(&leash).await?;
-            let run = measure(
-                opts,
-                env,
-                leash.child.pid(),
-                leash.addr,
-                &spec,
-                opts.scale_connections,
-                round,
-            )
-            .await?;
-            let rss_mib = sys::rss_bytes(leash.child.pid()) as f64 / (1024.0 * 1024.0);
+            let run = scale_run(opts, env, &leash, &spec, round).await?;
+            let rss_mib = leash.rss_mib();
             say!(
                 opts,
                 "round {round}: {n} workloads: {:.0} reads/s p99 {:.2} ms",
