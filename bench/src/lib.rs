@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
-use sqlx::Connection as _;
 
 use crate::bao::{Bao, ROLE, SECRET_PATH};
 use crate::leash::{FIXED_WORKLOADS, Leash, LeashHome, MountChoice, REVOKE_ROLE};
@@ -598,11 +597,10 @@ async fn lease_scale(opts: &Options, env: &Env, report: &mut Report) -> anyhow::
             // which costs more the more pages the reads dirty. Every run
             // pays it once, at the same moment.
             let checkpoint = {
-                let db_url = db.url.clone();
+                let mut c = db.connect().await?;
                 let at = opts.warmup + opts.duration / 2;
                 tokio::spawn(async move {
                     tokio::time::sleep(at).await;
-                    let mut c = sqlx::PgConnection::connect(&db_url).await?;
                     sqlx::query("CHECKPOINT").execute(&mut c).await?;
                     anyhow::Ok(())
                 })
