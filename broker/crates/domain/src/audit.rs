@@ -14,6 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Digest, KeyedHasher, label};
+pub use crate::text::escape_untrusted;
 
 /// What the broker decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,25 +243,6 @@ impl<'a> ChainVerifier<'a> {
             Some((seq, _)) => Err(ChainBreak::HeadMismatch { seq }),
         }
     }
-}
-
-/// Renders text that came from a caller (a path, a role name) so it can be
-/// logged safely: control characters, quotes, backslashes and non-ASCII are
-/// escaped as `\u{..}`, and the result is capped at `max` characters.
-pub fn escape_untrusted(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max));
-    for c in s.chars() {
-        if out.len() >= max {
-            out.push('…');
-            break;
-        }
-        if c.is_ascii_graphic() && c != '\\' && c != '"' || c == ' ' {
-            out.push(c);
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
