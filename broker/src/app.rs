@@ -6,6 +6,10 @@
 //! reaper. [`App::run_until_stopped`] serves until the shutdown future
 //! resolves, reloading policies on SIGHUP: a bad set is refused and the last
 //! good one stays in force.
+//!
+//! Must never happen: a broker that starts with a problem in its keys,
+//! store, issuers, policies or mounts (each stops start-up with a message
+//! naming it).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,15 +23,18 @@ use leash_attest::Issuers;
 use leash_backend::{AwsBackend, BuiltinBackend, Guarded, SecretBackend, VaultBackend};
 use leash_domain::crypto::label;
 use leash_domain::{Clock, KeyedHasher};
-use leash_policy::{LoadContext, PolicySet};
 use leash_store::{PoolOptions, Store};
 use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
-use crate::committer::Committer;
+use crate::attest::Sessions;
+use crate::audit::Committer;
 use crate::config::{MountKind, Settings};
-use crate::service::{Broker, PolicyHandle};
-use crate::sessions::{SessionCache, follow_revocations};
+use crate::lease::fanout::{SessionCache, follow_revocations};
+use crate::lease::spawn_reaper;
+use crate::policies::PolicyHandle;
+pub use crate::policies::{PolicyReloader, load_policies};
+use crate::service::Broker;
 
 /// A built, listening broker.
 pub struct App {
@@ -97,15 +104,6 @@ fn warn_if_exposed(path: &Path, what: &str) {
             tracing::warn!(file = %path.display(), "{what} is readable by group or others; chmod 600 it");
         }
     }
-}
-
-/// Loads the policy set, or every problem in it.
-pub fn load_policies(dir: &Path, issuers: &[String]) -> Result<PolicySet, Vec<String>> {
-    let ctx = LoadContext {
-        issuers: issuers.to_vec(),
-    };
-    PolicySet::load_dir(dir, &ctx)
-        .map_err(|problems| problems.iter().map(ToString::to_string).collect())
 }
 
 /// Connects to the configured store.
@@ -196,16 +194,22 @@ impl App {
             settings.sessions.cache_entries,
         ));
         let follower = tokio::spawn(follow_revocations(store.clone(), sessions.clone()));
+        let policies = Arc::new(PolicyHandle::new(policies));
         let broker = Arc::new(Broker {
-            sessions,
+            sessions: Sessions::new(
+                store.clone(),
+                sessions,
+                hasher.clone(),
+                policies.clone(),
+                operator,
+            ),
             store: store.clone(),
             committer,
-            policies: Arc::new(PolicyHandle::new(policies)),
+            policies,
             issuers,
             hasher,
             backends,
             clock: clock.clone(),
-            operator,
             guards,
         });
 
@@ -218,28 +222,12 @@ impl App {
                 )
             })?;
 
-        let reaper = {
-            let store = store.clone();
-            let every = settings
-                .leases
-                .reap_interval
-                .max(std::time::Duration::from_millis(100));
-            let keep = chrono::Duration::from_std(settings.leases.keep_expired_for)
-                .unwrap_or(chrono::Duration::hours(1));
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    match store.reap(clock.now() - keep).await {
-                        Ok(n) if n > 0 => {
-                            tracing::info!(rows = n, "reaped expired leases and tokens")
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "lease reaper failed; will retry"),
-                    }
-                }
-            })
-        };
+        let reaper = spawn_reaper(
+            store.clone(),
+            clock,
+            settings.leases.reap_interval,
+            settings.leases.keep_expired_for,
+        );
 
         Ok(App {
             listener,
@@ -265,11 +253,11 @@ impl App {
 
     /// A handle that re-reads the policy directory (what SIGHUP does).
     pub fn policy_reloader(&self) -> PolicyReloader {
-        PolicyReloader {
-            broker: self.broker.clone(),
-            dir: self.policy_dir.clone(),
-            issuers: self.issuer_names.clone(),
-        }
+        PolicyReloader::new(
+            self.broker.policies.clone(),
+            self.policy_dir.clone(),
+            self.issuer_names.clone(),
+        )
     }
 
     /// Serves until `shutdown` resolves, then drains.
@@ -277,11 +265,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let hup = spawn_sighup(
-            self.broker.clone(),
-            self.policy_dir.clone(),
-            self.issuer_names.clone(),
-        );
+        let hup = self.policy_reloader().on_sighup();
         crate::http::serve(
             self.listener,
             self.broker.clone(),
@@ -298,70 +282,6 @@ impl App {
         }
         Ok(())
     }
-}
-
-/// Re-reads the policy directory on demand.
-#[derive(Clone, Debug)]
-pub struct PolicyReloader {
-    broker: Arc<Broker>,
-    dir: std::path::PathBuf,
-    issuers: Vec<String>,
-}
-
-impl PolicyReloader {
-    /// Loads the directory; on problems the current set stays in force and
-    /// the problems are returned.
-    pub fn reload(&self) -> Result<usize, Vec<String>> {
-        reload(&self.broker, &self.dir, &self.issuers)
-    }
-}
-
-fn reload(broker: &Broker, dir: &Path, issuers: &[String]) -> Result<usize, Vec<String>> {
-    match load_policies(dir, issuers) {
-        Ok(set) => {
-            let n = set.len();
-            broker.policies.replace(set);
-            tracing::info!(workloads = n, "policy set reloaded");
-            Ok(n)
-        }
-        Err(problems) => {
-            broker.policies.reload_failed();
-            for p in &problems {
-                tracing::error!(problem = %p, "policy reload refused; the last good set stays in force");
-            }
-            Err(problems)
-        }
-    }
-}
-
-#[cfg(unix)]
-fn spawn_sighup(
-    broker: Arc<Broker>,
-    dir: std::path::PathBuf,
-    issuers: Vec<String>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; policy reload by signal is off");
-            return None;
-        }
-    };
-    Some(tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            let _ = reload(&broker, &dir, &issuers);
-        }
-    }))
-}
-
-#[cfg(not(unix))]
-fn spawn_sighup(
-    _: Arc<Broker>,
-    _: std::path::PathBuf,
-    _: Vec<String>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    None
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -92,7 +92,7 @@ enum AuditCommand {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::duration_str::parse(s).ok_or_else(|| format!("invalid duration {s:?}"))
+    leash_domain::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn load_settings(path: &Path) -> anyhow::Result<Settings> {

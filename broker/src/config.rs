@@ -534,61 +534,20 @@ fn apply_env(
     Ok(applied)
 }
 
-/// Durations as `"30s"`, `"5m"`, `"1h"`, `"250ms"` or integer seconds.
+/// Durations in settings: the one grammar of `leash_domain::duration`
+/// (`"30s"`, `"250ms"`, `"1h30m"`, or integer seconds).
 pub mod duration_str {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
 
     /// Parses a duration.
     pub fn parse(s: &str) -> Option<Duration> {
-        let s = s.trim();
-        if let Ok(n) = s.parse::<u64>() {
-            return Some(Duration::from_secs(n));
-        }
-        let mut total = Duration::ZERO;
-        let mut rest = s;
-        if rest.is_empty() {
-            return None;
-        }
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return None;
-            }
-            let n: u64 = rest[..digits].parse().ok()?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let d = match unit {
-                "ms" => Duration::from_millis(n),
-                "s" => Duration::from_secs(n),
-                "m" => Duration::from_secs(n.checked_mul(60)?),
-                "h" => Duration::from_secs(n.checked_mul(3600)?),
-                "d" => Duration::from_secs(n.checked_mul(86400)?),
-                _ => return None,
-            };
-            total = total.checked_add(d)?;
-        }
-        Some(total)
+        leash_domain::parse_duration(s).ok()
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Str(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Duration::from_secs(n)),
-            Raw::Str(s) => parse(&s).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {s:?} (use e.g. \"30s\", \"5m\", \"1h\")"
-                ))
-            }),
-        }
+        leash_domain::duration::serde_str::deserialize(d)
     }
 }
 

@@ -167,6 +167,19 @@ pub struct KvMetadata {
     pub version: u64,
 }
 
+impl KvMetadata {
+    /// The metadata of a version just written at `time`.
+    pub fn written(time: chrono::DateTime<chrono::Utc>, version: u64) -> Self {
+        Self {
+            created_time: rfc3339(time),
+            custom_metadata: None,
+            deletion_time: String::new(),
+            destroyed: false,
+            version,
+        }
+    }
+}
+
 /// KV v2 read payload.
 #[derive(Debug, Serialize)]
 pub struct KvData<'a> {

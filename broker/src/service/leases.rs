@@ -6,13 +6,14 @@
 //! its token's), and races with revocation safely: the store's conditional
 //! update decides, so no renewal succeeds after a revoke commits.
 
-use leash_domain::{LeaseRecord, Mutation, Refusal};
+use leash_domain::LeaseRecord;
 use leash_policy::{Capability, canonicalize};
 use serde::Deserialize;
 
-use super::{
-    AuditCtx, Broker, Pending, Refused, Req, Session, cap_warning, expiry, parse_increment,
-};
+use super::{Answer, Broker, Denied, IfNotApplied, Pending, Req, ServiceError, parse_increment};
+use crate::attest::Session;
+use crate::audit::Record;
+use crate::lease;
 use crate::wire::{Envelope, Reply, rfc3339};
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,64 +26,70 @@ struct LeaseBody {
     sync: Option<bool>,
 }
 
+impl LeaseBody {
+    /// Vault answers a revocation with 204, or 202 when asked not to wait.
+    fn revoke_status(&self) -> u16 {
+        if self.sync == Some(false) { 202 } else { 204 }
+    }
+}
+
 /// Largest lease id accepted (mount, path of at most 1,024 bytes and a
 /// 55-character tail: issue time, `.`, 256 random bits).
 const MAX_LEASE_ID: usize = 1200;
 
-impl Broker {
-    /// The lease id from the path (after `skip` segments) or the body.
-    fn lease_id(req: &Req<'_>, skip: usize, body: &LeaseBody) -> Result<String, Refused> {
-        let id = req
-            .rest(skip)
-            .or_else(|| body.lease_id.clone())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Refused::bad_request("lease_id must be specified"))?;
-        if id.len() > MAX_LEASE_ID {
-            return Err(Refused::bad_request("invalid lease"));
-        }
-        Ok(id)
+/// The lease id from the path (after `skip` segments) or the body.
+fn lease_id(req: &Req<'_>, skip: usize, body: &LeaseBody) -> Result<String, ServiceError> {
+    let id = req
+        .rest(skip)
+        .or_else(|| body.lease_id.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ServiceError::bad_request("lease_id must be specified"))?;
+    if id.len() > MAX_LEASE_ID {
+        return Err(ServiceError::bad_request("invalid lease"));
     }
+    Ok(id)
+}
 
+impl Broker {
     /// The caller's own live lease, or the one answer for "no such lease".
     async fn own_lease(
         &self,
         s: &Session,
         id: &str,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
+        rec: &mut Record,
         missing: &str,
-    ) -> Result<LeaseRecord, Refused> {
+    ) -> Result<LeaseRecord, ServiceError> {
         let hash = self.hasher.lease(id);
-        ctx.lease(&hash);
+        rec.lease(&hash);
         let lease = self
             .store
             .lease(&hash)
             .await
-            .map_err(|e| Refused::unavailable("state store", &e))?;
+            .map_err(|e| ServiceError::unavailable("state store", e))?;
+        let refuse = |why: &str| Err(ServiceError::bad_request_because(missing, why));
         match lease {
             Some(l) if l.token_hash.ct_eq(&s.token.hash) && l.is_live(req.now) => Ok(l),
             Some(l) if !l.token_hash.ct_eq(&s.token.hash) => {
-                Err(Refused::bad_request(missing).reason_is("lease belongs to another token"))
+                refuse("lease belongs to another token")
             }
-            Some(l) if l.revoked_at.is_some() => {
-                Err(Refused::bad_request(missing).reason_is("lease revoked"))
-            }
-            Some(_) => Err(Refused::bad_request(missing).reason_is("lease expired")),
-            None => Err(Refused::bad_request(missing).reason_is("lease not found")),
+            Some(l) if l.revoked_at.is_some() => refuse("lease revoked"),
+            Some(_) => refuse("lease expired"),
+            None => refuse("lease not found"),
         }
     }
 
     pub(crate) async fn lease_lookup(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("lease.lookup");
-        Self::require_method(req, &["PUT", "POST"])?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("lease.lookup");
+        req.require_method(&["PUT", "POST"])?;
         let body: LeaseBody = req.json()?;
-        let s = self.authenticate(req, ctx).await?;
-        let id = Self::lease_id(req, 3, &body)?;
-        let l = self.own_lease(&s, &id, req, ctx, "invalid lease").await?;
+        let s = self.session(req, rec).await?;
+        let id = lease_id(req, 3, &body)?;
+        let l = self.own_lease(&s, &id, req, rec, "invalid lease").await?;
         let data = serde_json::json!({
             "id": id,
             "issue_time": rfc3339(l.issued_at),
@@ -92,110 +99,92 @@ impl Broker {
             "renewable": l.renewable,
             "ttl": (l.expires_at - req.now).num_seconds().max(0),
         });
-        Ok(Pending::reply(Self::envelope(req, data)))
+        Ok(Pending::reply(Reply::json(
+            200,
+            &Envelope::data(&req.inc.request_id, data),
+        )))
     }
 
     pub(crate) async fn lease_renew(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("lease.renew");
-        Self::require_method(req, &["PUT", "POST"])?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("lease.renew");
+        req.require_method(&["PUT", "POST"])?;
         let body: LeaseBody = req.json()?;
-        let s = self.authenticate(req, ctx).await?;
-        let id = Self::lease_id(req, 3, &body)?;
+        let s = self.session(req, rec).await?;
+        let id = lease_id(req, 3, &body)?;
         let asked = parse_increment(&body.increment)?;
-        let l = self.own_lease(&s, &id, req, ctx, "lease not found").await?;
+        let l = self.own_lease(&s, &id, req, rec, "lease not found").await?;
         if !l.renewable {
-            return Err(Refused::bad_request("lease is not renewable"));
+            return Err(ServiceError::bad_request("lease is not renewable"));
         }
         // Renewal re-checks policy and conditions on the lease's resource.
-        let resource = canonicalize(&l.path).map_err(|e| Refused::bad_request(e.to_string()))?;
+        let resource =
+            canonicalize(&l.path).map_err(|e| ServiceError::bad_request(e.to_string()))?;
         s.workload()?
             .decide(Capability::Read, &resource, req.inc.peer, req.now)
-            .map_err(|d| Refused::denied(d.to_string()))?;
-        let ttl = asked.unwrap_or(l.ttl_secs);
-        let cap = l.max_expires_at.min(s.token.max_expires_at);
-        let (expires_at, granted) = expiry(req.now, ttl, cap);
+            .map_err(Denied::Policy)?;
+        let renewal = lease::renew_lease(&l, &s.token, asked, req.now);
         let env = Envelope::<()> {
             request_id: &req.inc.request_id,
             lease_id: &id,
             renewable: true,
-            lease_duration: granted,
+            lease_duration: renewal.granted,
             data: None,
             wrap_info: None,
-            warnings: (granted < ttl).then(|| vec![cap_warning(ttl, granted)]),
+            warnings: renewal.warning.map(|w| vec![w]),
             auth: None,
         };
         Ok(Pending::mutate(
-            Mutation::RenewLease {
-                lease: l.hash,
-                token: s.token.hash,
-                now: req.now,
-                expires_at,
-            },
-            Reply::json(200, &env),
-            Refusal {
-                status: 400,
-                reason: "lease not found".into(),
-            },
+            renewal.mutation,
+            Answer::Reply(Reply::json(200, &env)),
+            IfNotApplied::LeaseNotFound,
         ))
     }
 
     pub(crate) async fn lease_revoke(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
+        rec: &mut Record,
         skip: usize,
-    ) -> Result<Pending, Refused> {
-        ctx.op("lease.revoke");
-        Self::require_method(req, &["PUT", "POST"])?;
+    ) -> Result<Pending, ServiceError> {
+        rec.op("lease.revoke");
+        req.require_method(&["PUT", "POST"])?;
         let body: LeaseBody = req.json()?;
-        let s = self.authenticate(req, ctx).await?;
-        let id = Self::lease_id(req, skip, &body)?;
+        let s = self.session(req, rec).await?;
+        let id = lease_id(req, skip, &body)?;
         let hash = self.hasher.lease(&id);
-        ctx.lease(&hash);
-        let status = if body.sync == Some(false) { 202 } else { 204 };
+        rec.lease(&hash);
         Ok(Pending::mutate(
-            Mutation::RevokeLease {
-                lease: hash,
-                owner: Some(s.token.hash),
-                now: req.now,
-            },
-            Reply::Empty { status },
-            Refusal {
-                status: 403,
-                reason: "permission denied".into(),
-            },
+            lease::revoke_lease(hash, Some(s.token.hash), req.now),
+            Answer::Reply(Reply::Empty {
+                status: body.revoke_status(),
+            }),
+            IfNotApplied::Denied,
         ))
     }
 
     pub(crate) async fn lease_revoke_prefix(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
+        rec: &mut Record,
         skip: usize,
-    ) -> Result<Pending, Refused> {
-        ctx.op("lease.revoke_prefix");
-        Self::require_method(req, &["PUT", "POST"])?;
+    ) -> Result<Pending, ServiceError> {
+        rec.op("lease.revoke_prefix");
+        req.require_method(&["PUT", "POST"])?;
         let body: LeaseBody = req.json()?;
-        let s = self.authenticate(req, ctx).await?;
+        let s = self.session(req, rec).await?;
         let prefix = req
             .rest(skip)
-            .ok_or_else(|| Refused::bad_request("prefix must be specified"))?;
-        let status = if body.sync == Some(false) { 202 } else { 204 };
+            .ok_or_else(|| ServiceError::bad_request("prefix must be specified"))?;
         Ok(Pending::mutate(
-            Mutation::RevokeLeasePrefix {
-                prefix,
-                owner: Some(s.token.hash),
-                now: req.now,
-            },
-            Reply::Empty { status },
-            Refusal {
-                status: 403,
-                reason: "permission denied".into(),
-            },
+            lease::revoke_prefix(prefix, Some(s.token.hash), req.now),
+            Answer::Reply(Reply::Empty {
+                status: body.revoke_status(),
+            }),
+            IfNotApplied::Denied,
         ))
     }
 }

@@ -1,5 +1,5 @@
-//! `auth/jwt/login`: a workload proves who it is with a JWT from an issuer
-//! its policy names, and receives a broker token.
+//! `auth/jwt/login`, `auth/kubernetes/login`, `auth/approle/login`: a
+//! workload proves who it is and receives a broker token.
 //!
 //! The token is random (256 bits), returned once, and stored only as a keyed
 //! digest. It never outlives the JWT, nor the workload's max TTL. Login
@@ -8,24 +8,16 @@
 
 use std::collections::BTreeMap;
 
+use leash_domain::Mutation;
+use leash_domain::TokenRecord;
 use leash_domain::audit::escape_untrusted;
-use leash_domain::crypto::{new_accessor, new_token};
-use leash_domain::{Mutation, Refusal, TokenRecord};
 use leash_policy::{LoginMethod, Workload};
 use serde::Deserialize;
 
-use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
+use super::{Answer, Broker, IfNotApplied, Pending, Req, ServiceError};
+use crate::audit::Record;
+use crate::lease::{self, Holder, IssueError, secs};
 use crate::wire::{AuthBlock, Envelope, Reply};
-
-/// What a login proved, for the token it earns.
-struct Proven {
-    issuer: String,
-    subject: String,
-    /// The token never lives past this (a JWT's `exp`).
-    not_after: chrono::DateTime<chrono::Utc>,
-    auth_path: &'static str,
-    meta: BTreeMap<String, String>,
-}
 
 /// The AppRole login body. Not `Debug`: it holds the secret id.
 #[derive(Default, Deserialize)]
@@ -98,39 +90,39 @@ impl Broker {
     pub(crate) async fn jwt_login(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
         // `auth/kubernetes/login` takes the same body: a service-account
         // token is a JWT from the cluster's issuer, checked offline against
         // its keys (no TokenReview: pod deletion is bounded by the token's
         // own short expiry).
-        let kubernetes = req.segments.get(1).is_some_and(|m| m == "kubernetes");
-        ctx.op(if kubernetes {
+        let kubernetes = req.segments().get(1).is_some_and(|m| m == "kubernetes");
+        rec.op(if kubernetes {
             "auth.kubernetes.login"
         } else {
             "auth.jwt.login"
         });
-        Self::require_method(req, &["POST", "PUT"])?;
+        req.require_method(&["POST", "PUT"])?;
         let body: LoginBody = req.json()?;
         let role = body
             .role
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| Refused::bad_request("missing role"))?;
-        ctx.workload(&role);
+            .ok_or_else(|| ServiceError::bad_request("missing role"))?;
+        rec.workload(&role);
         let jwt = body
             .jwt
             .filter(|j| !j.is_empty())
-            .ok_or_else(|| Refused::bad_request("missing token"))?;
+            .ok_or_else(|| ServiceError::bad_request("missing token"))?;
 
         let policies = self.policies.current();
         let workload = policies.workload(&role).ok_or_else(|| {
-            Refused::bad_request(format!(
+            ServiceError::bad_request(format!(
                 "role \"{}\" could not be found",
                 escape_untrusted(&role, 64)
             ))
         })?;
         if workload.login.method != LoginMethod::Jwt {
-            return Err(Refused::bad_request(format!(
+            return Err(ServiceError::bad_request(format!(
                 "role \"{}\" does not log in with a JWT",
                 escape_untrusted(&role, 64)
             )));
@@ -138,14 +130,14 @@ impl Broker {
         let verified = self
             .issuers
             .verify(&workload.login.issuer, &jwt, req.now)
-            .map_err(|e| Refused::bad_request(e.to_string()))?;
-        ctx.attestation(verified.summary());
+            .map_err(|e| ServiceError::bad_request(e.to_string()))?;
+        rec.attestation(verified.summary());
         workload
             .check_claims(&verified.claims)
-            .map_err(|d| Refused::bad_request(format!("error validating claims: {d}")))?;
+            .map_err(|d| ServiceError::bad_request(format!("error validating claims: {d}")))?;
         workload
             .check_conditions(req.inc.peer, req.now)
-            .map_err(|d| Refused::bad_request(format!("login refused: {d}")))?;
+            .map_err(|d| ServiceError::bad_request(format!("login refused: {d}")))?;
 
         let mut meta = BTreeMap::new();
         meta.insert("role".to_owned(), workload.name.clone());
@@ -156,9 +148,9 @@ impl Broker {
         }
         self.issue_token(
             req,
-            ctx,
+            rec,
             workload,
-            Proven {
+            Holder {
                 issuer: verified.issuer_name.clone(),
                 subject: escape_untrusted(&verified.subject, 256),
                 // Never outlive the JWT.
@@ -178,31 +170,32 @@ impl Broker {
     pub(crate) async fn approle_login(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("auth.approle.login");
-        Self::require_method(req, &["POST", "PUT"])?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("auth.approle.login");
+        req.require_method(&["POST", "PUT"])?;
         let body: AppRoleBody = req.json()?;
         let role_id = body
             .role_id
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| Refused::bad_request("missing role_id"))?;
+            .ok_or_else(|| ServiceError::bad_request("missing role_id"))?;
         let secret_id = body
             .secret_id
             .filter(|r| !r.is_empty())
-            .ok_or_else(|| Refused::bad_request("missing secret_id"))?;
-        let invalid = |why: &str| Refused::bad_request("invalid role or secret ID").reason_is(why);
+            .ok_or_else(|| ServiceError::bad_request("missing secret_id"))?;
+        let invalid =
+            |why: &str| ServiceError::bad_request_because("invalid role or secret ID", why);
         let policies = self.policies.current();
         let workload = policies
             .workload_by_role_id(&role_id)
             .ok_or_else(|| invalid("unknown role_id"))?;
-        ctx.workload(&workload.name);
+        rec.workload(&workload.name);
         let app = workload
             .login
             .approle
             .as_ref()
             .ok_or_else(|| invalid("not an approle workload"))?;
-        ctx.attestation(serde_json::json!({
+        rec.attestation(serde_json::json!({
             "method": "approle",
             "role_id": escape_untrusted(&app.role_id, 128),
             "source": req.inc.peer.to_string(),
@@ -215,14 +208,14 @@ impl Broker {
         }
         workload
             .check_conditions(req.inc.peer, req.now)
-            .map_err(|d| Refused::bad_request(format!("login refused: {d}")))?;
+            .map_err(|d| ServiceError::bad_request(format!("login refused: {d}")))?;
         let mut meta = BTreeMap::new();
         meta.insert("role_name".to_owned(), workload.name.clone());
         self.issue_token(
             req,
-            ctx,
+            rec,
             workload,
-            Proven {
+            Holder {
                 issuer: "approle".into(),
                 subject: escape_untrusted(&app.role_id, 128),
                 not_after: req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)),
@@ -232,55 +225,34 @@ impl Broker {
         )
     }
 
-    /// Issues a token for `workload` after a successful login: random,
-    /// stored only as a digest, living at most the workload's max TTL and
-    /// never past `proven.not_after`.
+    /// Issues a token for `workload` after a successful login and answers
+    /// Vault's `auth` block, once its record has committed.
     fn issue_token(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
+        rec: &mut Record,
         workload: &Workload,
-        proven: Proven,
-    ) -> Result<Pending, Refused> {
-        let max = (req.now + chrono::Duration::seconds(secs(workload.lease.max_ttl)))
-            .min(proven.not_after);
-        let ttl = secs(workload.lease.ttl);
-        let (expires_at, granted) = expiry(req.now, ttl, max);
-        if granted <= 0 {
-            return Err(Refused::bad_request(
-                "error validating token: invalid expiration time (exp) claim: token is expired",
-            ));
-        }
-        let token = new_token().map_err(|e| Refused::unavailable("random source", &e))?;
-        let accessor = new_accessor().map_err(|e| Refused::unavailable("random source", &e))?;
-        let record = TokenRecord {
-            hash: self.hasher.token(&token),
-            accessor,
-            workload: workload.name.clone(),
-            auth_path: proven.auth_path.into(),
-            issuer: proven.issuer,
-            subject: proven.subject,
-            source: req.inc.peer.to_string(),
-            meta: proven.meta,
-            created_at: req.now,
-            expires_at,
-            max_expires_at: max,
-            ttl_secs: ttl,
-            renewable: true,
-            revoked_at: None,
-        };
-        ctx.session(&record);
-        let auth = auth_block(&record, token.expose().to_owned(), granted);
+        holder: Holder,
+    ) -> Result<Pending, ServiceError> {
+        let issued = lease::issue_token(&self.hasher, workload, holder, req.inc.peer, req.now)
+            .map_err(|e| match e {
+                IssueError::NoTimeLeft => ServiceError::bad_request(
+                    "error validating token: invalid expiration time (exp) claim: token is expired",
+                ),
+                IssueError::Random(e) => ServiceError::unavailable("random source", e),
+            })?;
+        rec.session(&issued.record);
+        let auth = auth_block(
+            &issued.record,
+            issued.token.expose().to_owned(),
+            issued.granted,
+        );
         let mut env = Envelope::<()>::empty(&req.inc.request_id);
         env.auth = Some(auth);
-        let reply = Reply::json(200, &env);
         Ok(Pending::mutate(
-            Mutation::InsertToken(record),
-            reply,
-            Refusal {
-                status: 503,
-                reason: "login could not be recorded".into(),
-            },
+            Mutation::InsertToken(issued.record),
+            Answer::Reply(Reply::json(200, &env)),
+            IfNotApplied::LoginNotRecorded,
         ))
     }
 }

@@ -12,8 +12,14 @@
 use leash_domain::audit::escape_untrusted;
 use serde_json::json;
 
-use super::{AuditCtx, Broker, Incoming, Pending, Refused, Req};
+use super::{Broker, Incoming, Pending, Req, ServiceError};
+use crate::audit::Record;
+use crate::wire::Envelope;
 use crate::wire::Reply;
+
+/// The status endpoints, unauthenticated and unaudited.
+pub(crate) const STATUS_ENDPOINTS: [&str; 4] =
+    ["sys/health", "sys/seal-status", "sys/leader", "sys/init"];
 
 /// The query value of `key` in a raw query string.
 fn query_value<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
@@ -34,21 +40,16 @@ fn code(query: Option<&str>, key: &str, default: u16) -> u16 {
 }
 
 impl Broker {
-    /// The unaudited status endpoints; `None` when `path` is not one.
-    pub(crate) async fn status_endpoint(&self, path: &str, inc: &Incoming) -> Option<Reply> {
-        let which = path.trim_end_matches('/');
-        if !matches!(
-            which,
-            "sys/health" | "sys/seal-status" | "sys/leader" | "sys/init"
-        ) {
-            return None;
-        }
+    /// The unaudited status endpoint `which` (`sys/health`,
+    /// `sys/seal-status`, `sys/leader` or `sys/init`, see
+    /// [`STATUS_ENDPOINTS`]).
+    pub(crate) async fn status_endpoint(&self, which: &str, inc: &Incoming) -> Reply {
         if !matches!(inc.method.as_str(), "GET" | "HEAD") {
-            return Some(Reply::error(405, &[]));
+            return Reply::error(405, &[]);
         }
         let sealed = self.store.ping().await.is_err();
         let version = env!("CARGO_PKG_VERSION");
-        let reply = match which {
+        match which {
             "sys/seal-status" => Reply::json(
                 200,
                 &json!({
@@ -80,21 +81,20 @@ impl Broker {
                     Reply::json(status, &body)
                 }
             }
-        };
-        Some(reply)
+        }
     }
 
     /// `GET sys/internal/ui/mounts[/<path>]`.
     pub(crate) async fn mounts_preflight(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("sys.mounts");
-        Self::require_method(req, &["GET"])?;
-        let session = self.authenticate(req, ctx).await?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("sys.mounts");
+        req.require_method(&["GET"])?;
+        let session = self.session(req, rec).await?;
         let workload = session.workload()?;
-        let rest = &req.segments[4..];
+        let rest = req.segments().get(4..).unwrap_or(&[]);
         let Some(mount) = rest.first() else {
             // The mount listing: only mounts the caller can use.
             let mut secret = serde_json::Map::new();
@@ -103,26 +103,20 @@ impl Broker {
                     secret.insert(format!("{name}/"), self.mount_info(name, b.kv_version()));
                 }
             }
-            return Ok(Pending::reply(Self::envelope(
-                req,
-                json!({ "auth": {}, "secret": secret }),
+            return Ok(Pending::reply(Reply::json(
+                200,
+                &Envelope::data(&req.inc.request_id, json!({ "auth": {}, "secret": secret })),
             )));
         };
         match self.backends.get(mount.as_str()) {
-            Some(b) if workload.has_access_under(mount) => Ok(Pending::reply(Self::envelope(
-                req,
-                self.mount_info(mount, b.kv_version()),
+            Some(b) if workload.has_access_under(mount) => Ok(Pending::reply(Reply::json(
+                200,
+                &Envelope::data(&req.inc.request_id, self.mount_info(mount, b.kv_version())),
             ))),
             _ => {
                 let mut asked = rest.join("/");
                 asked.push('/');
-                Err(Refused::status(
-                    403,
-                    format!(
-                        "preflight capability check returned 403, please ensure client's policies grant access to path \"{}\"",
-                        escape_untrusted(&asked, 256)
-                    ),
-                ))
+                Err(ServiceError::PreflightDenied(escape_untrusted(&asked, 256)))
             }
         }
     }

@@ -2,11 +2,12 @@
 //! token. Renewal never passes the token's max (capped with a warning, as
 //! Vault does); revoking a token revokes every lease it holds.
 
-use leash_domain::{Mutation, Refusal};
 use serde::Deserialize;
 
 use super::login::{auth_block, policy_names};
-use super::{AuditCtx, Broker, Pending, Refused, Req, cap_warning, expiry, parse_increment};
+use super::{Answer, Broker, Denied, IfNotApplied, Pending, Req, ServiceError, parse_increment};
+use crate::audit::Record;
+use crate::lease;
 use crate::wire::{Envelope, Reply, rfc3339};
 
 #[derive(Debug, Default, Deserialize)]
@@ -15,18 +16,27 @@ struct RenewBody {
     increment: serde_json::Value,
 }
 
+/// The token the caller presented (it is not stored, only its digest).
+fn presented(req: &Req<'_>) -> String {
+    req.inc
+        .token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default()
+}
+
 impl Broker {
     pub(crate) async fn token_lookup_self(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("token.lookup_self");
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("token.lookup_self");
         // Vault's default policy allows only `read` here: POST is a 403.
         if req.method() != "GET" {
-            return Err(Refused::denied("lookup-self is read-only"));
+            return Err(Denied::LookupSelfReadOnly.into());
         }
-        let s = self.authenticate(req, ctx).await?;
+        let s = self.session(req, rec).await?;
         let t = &s.token;
         let ttl = (t.expires_at - req.now).num_seconds().max(0);
         let data = serde_json::json!({
@@ -38,7 +48,7 @@ impl Broker {
             "expire_time": rfc3339(t.expires_at),
             "explicit_max_ttl": (t.max_expires_at - t.created_at).num_seconds().max(0),
             // The caller's own token, as Vault answers (it presented it).
-            "id": req.inc.token.as_ref().map(|t| t.expose()).unwrap_or_default(),
+            "id": presented(req),
             "issue_time": rfc3339(t.created_at),
             "meta": t.meta,
             "num_uses": 0,
@@ -49,68 +59,48 @@ impl Broker {
             "ttl": ttl,
             "type": "service",
         });
-        Ok(Pending::reply(Self::envelope(req, data)))
+        Ok(Pending::reply(Reply::json(
+            200,
+            &Envelope::data(&req.inc.request_id, data),
+        )))
     }
 
     pub(crate) async fn token_renew_self(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("token.renew_self");
-        Self::require_method(req, &["POST", "PUT"])?;
-        let s = self.authenticate(req, ctx).await?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("token.renew_self");
+        req.require_method(&["POST", "PUT"])?;
+        let s = self.session(req, rec).await?;
         let body: RenewBody = req.json()?;
         let asked = parse_increment(&body.increment)?;
         if !s.token.renewable {
-            return Err(Refused::bad_request("lease is not renewable"));
+            return Err(ServiceError::bad_request("lease is not renewable"));
         }
-        let ttl = asked.unwrap_or(s.token.ttl_secs);
-        let (expires_at, granted) = expiry(req.now, ttl, s.token.max_expires_at);
+        let renewal = lease::renew_token(&s.token, asked, req.now);
         let mut env = Envelope::<()>::empty(&req.inc.request_id);
-        if granted < ttl {
-            env.warnings = Some(vec![cap_warning(ttl, granted)]);
-        }
-        // The token itself is the one the caller presented; it is not stored.
-        let presented = req
-            .inc
-            .token
-            .as_ref()
-            .map(|t| t.expose().to_owned())
-            .unwrap_or_default();
-        env.auth = Some(auth_block(&s.token, presented, granted));
+        env.warnings = renewal.warning.map(|w| vec![w]);
+        env.auth = Some(auth_block(&s.token, presented(req), renewal.granted));
         Ok(Pending::mutate(
-            Mutation::RenewToken {
-                token: s.token.hash,
-                now: req.now,
-                expires_at,
-            },
-            Reply::json(200, &env),
-            Refusal {
-                status: 403,
-                reason: "permission denied".into(),
-            },
+            renewal.mutation,
+            Answer::Reply(Reply::json(200, &env)),
+            IfNotApplied::Denied,
         ))
     }
 
     pub(crate) async fn token_revoke_self(
         &self,
         req: &Req<'_>,
-        ctx: &mut AuditCtx,
-    ) -> Result<Pending, Refused> {
-        ctx.op("token.revoke_self");
-        Self::require_method(req, &["POST", "PUT"])?;
-        let s = self.authenticate(req, ctx).await?;
+        rec: &mut Record,
+    ) -> Result<Pending, ServiceError> {
+        rec.op("token.revoke_self");
+        req.require_method(&["POST", "PUT"])?;
+        let s = self.session(req, rec).await?;
         Ok(Pending::mutate(
-            Mutation::RevokeToken {
-                token: s.token.hash,
-                now: req.now,
-            },
-            Reply::Empty { status: 204 },
-            Refusal {
-                status: 403,
-                reason: "permission denied".into(),
-            },
+            lease::revoke_token(s.token.hash, req.now),
+            Answer::Reply(Reply::Empty { status: 204 }),
+            IfNotApplied::Denied,
         ))
     }
 }

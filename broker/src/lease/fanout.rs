@@ -1,5 +1,7 @@
-//! The session cache: token records a replica has read recently, so that a
-//! request does not read its token from the database every time.
+//! Revocation fan-out to this replica: the session cache — token records
+//! the replica has read recently, so that a request does not read its token
+//! from the database every time — and the task that evicts from it what any
+//! replica revokes ([`follow_revocations`]).
 //!
 //! Owns: which cached record may be trusted, and for how long.
 //! Must never happen: a cached record that lets through a token the
@@ -172,7 +174,8 @@ impl SessionCache {
         self.evicting(|map| map.retain(|_, e| e.record.workload != workload));
     }
 
-    /// Forgets what `m` revokes, if it revokes tokens.
+    /// Forgets what `m` revokes, if it revokes tokens (see
+    /// [`revokes_tokens`]).
     pub fn evict_for(&self, m: &Mutation) {
         match m {
             Mutation::RevokeToken { token, .. } => self.evict(token),
@@ -230,6 +233,15 @@ impl SessionCache {
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Whether `m` revokes tokens, so that the replica committing it must evict
+/// them from its cache before it replies.
+pub fn revokes_tokens(m: &Mutation) -> bool {
+    matches!(
+        m,
+        Mutation::RevokeToken { .. } | Mutation::RevokeTokens { .. }
+    )
 }
 
 /// Keeps `cache` listening to the revocations `store` announces, for as
