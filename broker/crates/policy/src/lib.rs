@@ -20,6 +20,7 @@ pub mod duration;
 pub mod load;
 pub mod path;
 mod pattern;
+pub mod set;
 pub mod text;
 pub mod workload;
 
@@ -27,8 +28,9 @@ pub use capability::{Capability, UnknownCapability};
 pub use claims::BoundClaim;
 pub use conditions::{Conditions, TimeWindow};
 pub use duration::{DurationError, parse_duration};
-pub use load::{LoadContext, PolicySet, Problem};
+pub use load::{LoadContext, Problem};
 pub use path::{CanonicalPath, PathError, canonicalize};
+pub use set::PolicySet;
 pub use text::escape_untrusted;
 pub use workload::{
     AppRoleLogin, Denial, Grant, LeaseLimits, Login, LoginMethod, Scope, Workload,

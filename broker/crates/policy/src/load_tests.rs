@@ -2,11 +2,14 @@
 //! shipped policy sets, and scale. Test code only; never compiled into the
 //! library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::check::valid_name;
 use super::*;
+use crate::capability::Capability;
 use crate::path::canonicalize;
+use crate::workload::{LeaseLimits, LoginMethod};
 
 fn ctx() -> LoadContext {
     LoadContext {
