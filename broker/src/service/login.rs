@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use leash_domain::audit::escape_untrusted;
 use leash_domain::crypto::{new_accessor, new_token};
 use leash_domain::{Mutation, Refusal, TokenRecord};
-use leash_policy::{LoginMethod, Workload};
+use leash_policy::Workload;
 use serde::Deserialize;
 
 use super::{AuditCtx, Broker, Pending, Refused, Req, expiry, secs};
@@ -129,15 +129,15 @@ impl Broker {
                 escape_untrusted(&role, 64)
             ))
         })?;
-        if workload.login.method != LoginMethod::Jwt {
+        let Some(jwt_login) = workload.login.jwt() else {
             return Err(Refused::bad_request(format!(
                 "role \"{}\" does not log in with a JWT",
                 escape_untrusted(&role, 64)
             )));
-        }
+        };
         let verified = self
             .issuers
-            .verify(&workload.login.issuer, &jwt, req.now)
+            .verify(&jwt_login.issuer, &jwt, req.now)
             .map_err(|e| Refused::bad_request(e.to_string()))?;
         ctx.attestation(verified.summary());
         workload
@@ -199,8 +199,7 @@ impl Broker {
         ctx.workload(&workload.name);
         let app = workload
             .login
-            .approle
-            .as_ref()
+            .approle()
             .ok_or_else(|| invalid("not an approle workload"))?;
         ctx.attestation(serde_json::json!({
             "method": "approle",

@@ -18,6 +18,7 @@ pub mod claims;
 pub mod conditions;
 pub mod duration;
 pub mod load;
+pub mod login;
 pub mod path;
 mod pattern;
 pub mod set;
@@ -29,10 +30,8 @@ pub use claims::BoundClaim;
 pub use conditions::{Conditions, TimeWindow};
 pub use duration::{DurationError, parse_duration};
 pub use load::{LoadContext, Problem};
+pub use login::{AppRoleLogin, JwtLogin, Login, LoginMethod};
 pub use path::{CanonicalPath, PathError, canonicalize};
 pub use set::PolicySet;
 pub use text::escape_untrusted;
-pub use workload::{
-    AppRoleLogin, Denial, Grant, LeaseLimits, Login, LoginMethod, Scope, Workload,
-    unchecked_grant_for_tests,
-};
+pub use workload::{Denial, Grant, LeaseLimits, Scope, Workload, unchecked_grant_for_tests};

@@ -176,7 +176,7 @@ impl PolicySet {
                     );
                     fc.problem(name_span, reason);
                 }
-                let role_id = w.login.approle.as_ref().map(|a| a.role_id.as_str());
+                let role_id = w.login.approle().map(|a| a.role_id.as_str());
                 if let (Some(role_id), Some(span)) = (role_id, role_id_span)
                     && let Some(first) = set.with_role_id(role_id)
                 {

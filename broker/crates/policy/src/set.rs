@@ -95,7 +95,7 @@ impl SetBuilder {
     /// The caller has checked that neither its name nor its role id is
     /// taken; a clash would replace the earlier entry.
     pub(crate) fn insert(&mut self, w: Workload) {
-        if let Some(role_id) = w.login.approle.as_ref().map(|a| a.role_id.clone()) {
+        if let Some(role_id) = w.login.approle().map(|a| a.role_id.clone()) {
             self.by_role_id.insert(role_id, w.name.clone());
         }
         self.by_name.insert(w.name.clone(), w);

@@ -9,8 +9,8 @@ use std::ops::Range;
 use toml::Spanned;
 
 use crate::claims::BoundClaim;
+use crate::login::{AppRoleLogin, JwtLogin, Login};
 use crate::text::escape_untrusted;
-use crate::workload::{AppRoleLogin, Login, LoginMethod};
 
 use super::check::FileCheck;
 use super::raw::{RawClaims, RawLogin};
@@ -127,17 +127,9 @@ impl FileCheck<'_> {
                     raw.secret_id_sha256,
                     raw.bound_cidrs,
                 );
-                approle.filter(|_| clean).map(|a| {
-                    (
-                        Login {
-                            method: LoginMethod::AppRole,
-                            issuer: String::new(),
-                            bound_claims: Vec::new(),
-                            approle: Some(a),
-                        },
-                        role_id_span,
-                    )
-                })
+                approle
+                    .filter(|_| clean)
+                    .map(|a| (Login::AppRole(a), role_id_span))
             }
             other => {
                 self.problem(
@@ -248,12 +240,10 @@ impl FileCheck<'_> {
                 ok = false;
             }
         }
-        ok.then_some(Login {
-            method: LoginMethod::Jwt,
+        ok.then_some(Login::Jwt(JwtLogin {
             issuer,
             bound_claims: claims,
-            approle: None,
-        })
+        }))
     }
 
     fn approle_login(
