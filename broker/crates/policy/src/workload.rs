@@ -15,24 +15,10 @@ use serde_json::{Map, Value};
 
 use crate::capability::{CapSet, Capability};
 use crate::conditions::{Conditions, normalize_peer};
+use crate::denial::Denial;
 use crate::login::Login;
 use crate::path::CanonicalPath;
 use crate::pattern::{Matcher, Pattern};
-
-/// Why something was refused. The reason never holds a secret value, a
-/// token or a claim's value; text that came from outside is escaped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Denial {
-    /// A short, log-safe explanation.
-    pub reason: String,
-}
-
-impl Denial {
-    pub(crate) fn new(reason: String) -> Self {
-        Self { reason }
-    }
-}
 
 /// Proof that [`Workload::decide`] allowed `capability` on `resource` for
 /// `workload`. Functions that touch a secret take a `&Grant`. There is no
@@ -153,14 +139,13 @@ impl Workload {
     /// form; arrays, objects, null and missing claims are denied.
     pub fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
         let Login::Jwt(jwt) = &self.login else {
-            return Err(Denial::new(format!(
-                "workload logs in with {}, not a JWT",
-                self.login.method()
-            )));
+            return Err(Denial::NotJwt {
+                method: self.login.method(),
+            });
         };
         if jwt.bound_claims.is_empty() {
             // The loader refuses this; stay closed if it ever happens.
-            return Err(Denial::new("workload binds no claims".to_owned()));
+            return Err(Denial::NoBoundClaims);
         }
         for bc in &jwt.bound_claims {
             bc.check(claims)?;
@@ -176,10 +161,9 @@ impl Workload {
         if let Login::AppRole(approle) = &self.login
             && !approle.allows_source(peer)
         {
-            return Err(Denial::new(format!(
-                "source address {} is not in the AppRole's bound networks",
-                normalize_peer(peer)
-            )));
+            return Err(Denial::OutsideBoundNetworks {
+                peer: normalize_peer(peer),
+            });
         }
         self.conditions.check(peer, now)
     }
@@ -208,14 +192,18 @@ impl Workload {
             }
         });
         if let Some(i) = deny {
+            let rule = i as usize;
             let pattern = self
                 .scopes
-                .get(i as usize)
+                .get(rule)
                 .map(|s| s.pattern.as_str())
                 .unwrap_or("?");
-            return Err(Denial::new(format!(
-                "{cap} on {resource} denied by scope `{pattern}`"
-            )));
+            return Err(Denial::ExplicitDeny {
+                capability: cap,
+                resource: resource.clone(),
+                rule,
+                pattern: pattern.to_owned(),
+            });
         }
         if allowed.contains(cap) {
             Ok(Grant {
@@ -224,7 +212,10 @@ impl Workload {
                 resource: resource.clone(),
             })
         } else {
-            Err(Denial::new(format!("no scope grants {cap} on {resource}")))
+            Err(Denial::OutOfScope {
+                capability: cap,
+                resource: resource.clone(),
+            })
         }
     }
 
@@ -299,7 +290,7 @@ mod tests {
         for cap in Capability::ALL {
             for path in ["secret/x", "secret/", "a", "secret/a/b/c"] {
                 let e = decide(&w, cap, path).unwrap_err();
-                assert!(e.reason.starts_with("no scope grants"), "{e}");
+                assert!(e.to_string().starts_with("no scope grants"), "{e}");
             }
         }
         assert!(!w.has_access_under("secret"));
@@ -320,7 +311,7 @@ mod tests {
         for cap in Capability::ALL {
             let e = decide(&w, cap, "secret/payments/admin/key").unwrap_err();
             assert_eq!(
-                e.reason,
+                e.to_string(),
                 format!(
                     "{cap} on secret/payments/admin/key denied by scope `secret/payments/admin/*`"
                 )
@@ -343,7 +334,7 @@ mod tests {
             "",
         );
         let e = decide(&allow_specific, Capability::Read, "secret/a/b/foo/x").unwrap_err();
-        assert!(e.reason.contains("denied by scope `secret/*`"), "{e}");
+        assert!(e.to_string().contains("denied by scope `secret/*`"), "{e}");
         let deny_specific = workload(
             &scopes(&[("secret/+/+/foo/*", &[]), ("secret/*", &["read"])]),
             "",
@@ -360,7 +351,7 @@ mod tests {
             "",
         );
         let e = decide(&two, Capability::Read, "secret/a/x").unwrap_err();
-        assert!(e.reason.contains("`secret/a*`"), "{e}");
+        assert!(e.to_string().contains("`secret/a*`"), "{e}");
     }
 
     #[test]
@@ -374,7 +365,7 @@ mod tests {
         assert!(decide(&w, Capability::Update, "secret/app/other").is_err());
         assert!(decide(&w, Capability::Delete, "secret/app/db").is_err());
         let e = decide(&w, Capability::Delete, "secret/app/db").unwrap_err();
-        assert_eq!(e.reason, "no scope grants delete on secret/app/db");
+        assert_eq!(e.to_string(), "no scope grants delete on secret/app/db");
     }
 
     #[test]
@@ -422,12 +413,12 @@ mod tests {
         let e = w
             .decide(Capability::Read, &path, outside, now())
             .unwrap_err();
-        assert!(e.reason.contains("allowed networks"), "{e}");
+        assert!(e.to_string().contains("allowed networks"), "{e}");
         let night = Utc.with_ymd_and_hms(2024, 6, 5, 20, 0, 0).unwrap();
         let e = w
             .decide(Capability::Read, &path, peer(), night)
             .unwrap_err();
-        assert!(e.reason.contains("time windows"), "{e}");
+        assert!(e.to_string().contains("time windows"), "{e}");
         assert!(w.check_conditions(peer(), now()).is_ok());
         assert!(w.check_conditions(outside, now()).is_err());
     }
@@ -557,7 +548,7 @@ mod tests {
             .decide(Capability::Read, &path, outside, now())
             .unwrap_err();
         assert_eq!(
-            e.reason,
+            e.to_string(),
             "source address 203.0.113.9 is not in the AppRole's bound networks"
         );
         assert!(w.check_conditions(outside, now()).is_err());
@@ -569,13 +560,13 @@ mod tests {
                 .is_ok()
         );
         let e = narrower.check_conditions(inside, now()).unwrap_err();
-        assert!(e.reason.contains("allowed networks"), "{e}");
+        assert!(e.to_string().contains("allowed networks"), "{e}");
         // A workload claiming AppRole without settings cannot be built any
         // more: `Login::AppRole` holds them.
         // An AppRole workload never passes a JWT claims check.
         let claims = serde_json::Map::new();
         let e = w.check_claims(&claims).unwrap_err();
-        assert_eq!(e.reason, "workload logs in with approle, not a JWT");
+        assert_eq!(e.to_string(), "workload logs in with approle, not a JWT");
         assert_eq!(LoginMethod::AppRole.to_string(), "approle");
         assert_eq!(LoginMethod::Jwt.as_str(), "jwt");
     }
