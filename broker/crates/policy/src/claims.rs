@@ -3,10 +3,11 @@
 //! null, compare anything but exact string forms, or put a claim's value in
 //! a denial reason.
 
+use leash_domain::text::escape_untrusted;
 use serde_json::{Map, Value};
 
+use crate::MAX_QUOTED;
 use crate::denial::Denial;
-use crate::text::escape_untrusted;
 
 /// One bound claim: the claim (a top-level name, or an RFC 6901 JSON
 /// pointer when it starts with `/`) must be present, a string, number or
@@ -103,7 +104,7 @@ fn parse_claim_key(key: &str) -> Result<Vec<String>, String> {
                         _ => {
                             return Err(format!(
                                 "invalid JSON pointer `{}`: `~` must be followed by 0 or 1",
-                                escape_untrusted(key)
+                                escape_untrusted(key, MAX_QUOTED)
                             ));
                         }
                     }

@@ -8,11 +8,12 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use leash_domain::text::escape_untrusted;
 
+use crate::MAX_QUOTED;
 use crate::capability::Capability;
 use crate::login::LoginMethod;
 use crate::path::CanonicalPath;
-use crate::text::escape_untrusted;
 
 /// Why something was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,7 +58,7 @@ pub enum Denial {
         peer: IpAddr,
     },
     /// A bound claim is absent from the token.
-    #[error("bound claim `{}` is missing", escape_untrusted(.claim))]
+    #[error("bound claim `{}` is missing", escape_untrusted(.claim, MAX_QUOTED))]
     ClaimMissing {
         /// The claim as written in the policy.
         claim: String,
@@ -65,14 +66,14 @@ pub enum Denial {
     /// A bound claim is an array, an object or null.
     #[error(
         "bound claim `{}` is not a string, number or boolean",
-        escape_untrusted(.claim)
+        escape_untrusted(.claim, MAX_QUOTED)
     )]
     ClaimWrongType {
         /// The claim as written in the policy.
         claim: String,
     },
     /// A bound claim has none of the accepted values.
-    #[error("bound claim `{}` does not match the policy", escape_untrusted(.claim))]
+    #[error("bound claim `{}` does not match the policy", escape_untrusted(.claim, MAX_QUOTED))]
     ClaimMismatch {
         /// The claim as written in the policy.
         claim: String,

@@ -23,7 +23,6 @@ pub mod login;
 pub mod path;
 mod pattern;
 pub mod set;
-pub mod text;
 pub mod workload;
 
 pub use capability::{Capability, UnknownCapability};
@@ -35,5 +34,12 @@ pub use load::{LoadContext, Problem};
 pub use login::{AppRoleLogin, JwtLogin, Login, LoginMethod};
 pub use path::{CanonicalPath, PathError, canonicalize};
 pub use set::PolicySet;
-pub use text::escape_untrusted;
 pub use workload::{Grant, LeaseLimits, Scope, Workload, unchecked_grant_for_tests};
+
+/// Longest rendering of a value quoted in a problem or a denial (a name, a
+/// claim, a pattern), in bytes of escaped output; the rest is cut with `…`.
+pub(crate) const MAX_QUOTED: usize = 128;
+
+/// Longest parser or operating-system message kept in a problem, in bytes
+/// of escaped output.
+pub(crate) const MAX_MESSAGE: usize = 512;

@@ -20,9 +20,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use leash_domain::text::{escape_message, escape_untrusted};
+
 pub use crate::set::PolicySet;
 use crate::set::SetBuilder;
-use crate::text::{escape_message, escape_untrusted};
+use crate::{MAX_MESSAGE, MAX_QUOTED};
 
 use check::{FileCheck, Parsed};
 
@@ -82,7 +84,7 @@ impl PolicySet {
         let entries = fs::read_dir(dir).map_err(|e| {
             vec![whole(format!(
                 "cannot read policy directory: {}",
-                escape_message(&e.to_string())
+                escape_message(&e.to_string(), MAX_MESSAGE)
             ))]
         })?;
         let mut problems = Vec::new();
@@ -98,7 +100,7 @@ impl PolicySet {
                 }
                 Err(e) => problems.push(whole(format!(
                     "cannot list policy directory: {}",
-                    escape_message(&e.to_string())
+                    escape_message(&e.to_string(), MAX_MESSAGE)
                 ))),
             }
         }
@@ -115,7 +117,7 @@ impl PolicySet {
                 Err(e) => {
                     problems.push(at(format!(
                         "cannot read: {}",
-                        escape_message(&e.to_string())
+                        escape_message(&e.to_string(), MAX_MESSAGE)
                     )));
                     continue;
                 }
@@ -138,7 +140,7 @@ impl PolicySet {
                 },
                 Err(e) => problems.push(at(format!(
                     "cannot read: {}",
-                    escape_message(&e.to_string())
+                    escape_message(&e.to_string(), MAX_MESSAGE)
                 ))),
             }
         }
@@ -172,7 +174,7 @@ impl PolicySet {
                     let reason = format!(
                         "workload `{}` is already defined in {}",
                         w.name,
-                        escape_message(&first.source.display().to_string())
+                        escape_message(&first.source.display().to_string(), MAX_MESSAGE)
                     );
                     fc.problem(name_span, reason);
                 }
@@ -182,9 +184,9 @@ impl PolicySet {
                 {
                     let reason = format!(
                         "role_id `{}` is already used by workload `{}` in {}",
-                        escape_untrusted(role_id),
+                        escape_untrusted(role_id, MAX_QUOTED),
                         first.name,
-                        escape_message(&first.source.display().to_string())
+                        escape_message(&first.source.display().to_string(), MAX_MESSAGE)
                     );
                     fc.problem(span, reason);
                 }

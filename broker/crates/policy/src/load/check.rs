@@ -7,9 +7,11 @@
 use std::ops::Range;
 use std::path::Path;
 
+use leash_domain::text::{escape_message, escape_untrusted};
+
 use crate::conditions::Conditions;
-use crate::text::{escape_message, escape_untrusted};
 use crate::workload::Workload;
+use crate::{MAX_MESSAGE, MAX_QUOTED};
 
 use super::raw::RawFile;
 use super::{LoadContext, MAX_FILE_BYTES, MAX_SCOPES, Problem};
@@ -94,7 +96,7 @@ impl<'a> FileCheck<'a> {
         let raw: RawFile = match toml::from_str(self.src) {
             Ok(r) => r,
             Err(e) => {
-                let reason = escape_message(e.message());
+                let reason = escape_message(e.message(), MAX_MESSAGE);
                 match e.span() {
                     Some(span) => self.problem(span, reason),
                     None => self.problems.push(Problem {
@@ -113,7 +115,7 @@ impl<'a> FileCheck<'a> {
                 raw.name.span(),
                 format!(
                     "invalid workload name `{}`: use 1-64 of a-z 0-9 - _ . starting with a letter or digit",
-                    escape_untrusted(&name)
+                    escape_untrusted(&name, MAX_QUOTED)
                 ),
             );
         }

@@ -8,10 +8,11 @@ use std::net::IpAddr;
 
 use chrono_tz::Tz;
 use ipnet::IpNet;
+use leash_domain::text::escape_untrusted;
 use toml::Spanned;
 
+use crate::MAX_QUOTED;
 use crate::conditions::{Conditions, TimeWindow};
-use crate::text::escape_untrusted;
 
 use super::check::FileCheck;
 use super::raw::{RawConditions, RawWindow};
@@ -57,7 +58,7 @@ impl FileCheck<'_> {
                         raw.span(),
                         format!(
                             "invalid CIDR `{}` (expected e.g. 10.0.0.0/8 or fd00::/8)",
-                            escape_untrusted(raw.get_ref())
+                            escape_untrusted(raw.get_ref(), MAX_QUOTED)
                         ),
                     );
                     return None;
@@ -69,7 +70,7 @@ impl FileCheck<'_> {
                 raw.span(),
                 format!(
                     "CIDR `{}` has host bits set; did you mean `{}`?",
-                    escape_untrusted(raw.get_ref()),
+                    escape_untrusted(raw.get_ref(), MAX_QUOTED),
                     net.trunc()
                 ),
             );
@@ -83,7 +84,7 @@ impl FileCheck<'_> {
                 raw.span(),
                 format!(
                     "CIDR `{}` is IPv4-mapped IPv6; write it as IPv4 (mapped peers are compared as IPv4)",
-                    escape_untrusted(raw.get_ref())
+                    escape_untrusted(raw.get_ref(), MAX_QUOTED)
                 ),
             );
             return None;
@@ -109,7 +110,7 @@ impl FileCheck<'_> {
                         d.span(),
                         format!(
                             "unknown day `{}` (use mon, tue, wed, thu, fri, sat, sun)",
-                            escape_untrusted(d.get_ref())
+                            escape_untrusted(d.get_ref(), MAX_QUOTED)
                         ),
                     );
                     ok = false;
@@ -122,7 +123,7 @@ impl FileCheck<'_> {
                 raw.start.span(),
                 format!(
                     "invalid start `{}` (expected HH:MM, 00:00-23:59)",
-                    escape_untrusted(raw.start.get_ref())
+                    escape_untrusted(raw.start.get_ref(), MAX_QUOTED)
                 ),
             );
         }
@@ -132,7 +133,7 @@ impl FileCheck<'_> {
                 raw.end.span(),
                 format!(
                     "invalid end `{}` (expected HH:MM, 00:00-24:00)",
-                    escape_untrusted(raw.end.get_ref())
+                    escape_untrusted(raw.end.get_ref(), MAX_QUOTED)
                 ),
             );
         }
@@ -155,7 +156,7 @@ impl FileCheck<'_> {
                         tz.span(),
                         format!(
                             "unknown time zone `{}` (use an IANA name such as Europe/Berlin)",
-                            escape_untrusted(tz.get_ref())
+                            escape_untrusted(tz.get_ref(), MAX_QUOTED)
                         ),
                     );
                     None

@@ -6,11 +6,12 @@
 
 use std::ops::Range;
 
+use leash_domain::text::escape_untrusted;
 use toml::Spanned;
 
+use crate::MAX_QUOTED;
 use crate::claims::BoundClaim;
 use crate::login::{AppRoleLogin, JwtLogin, Login};
-use crate::text::escape_untrusted;
 
 use super::check::FileCheck;
 use super::raw::{RawClaims, RawLogin};
@@ -136,7 +137,7 @@ impl FileCheck<'_> {
                     raw.method.span(),
                     format!(
                         "unsupported login method `{}` (use `jwt` or `approle`)",
-                        escape_untrusted(other)
+                        escape_untrusted(other, MAX_QUOTED)
                     ),
                 );
                 None
@@ -175,13 +176,16 @@ impl FileCheck<'_> {
             Some(raw_issuer) => {
                 let issuer = raw_issuer.get_ref().clone();
                 if !ctx.issuers.contains(&issuer) {
-                    let known: Vec<String> =
-                        ctx.issuers.iter().map(|i| escape_untrusted(i)).collect();
+                    let known: Vec<String> = ctx
+                        .issuers
+                        .iter()
+                        .map(|i| escape_untrusted(i, MAX_QUOTED))
+                        .collect();
                     self.problem(
                         raw_issuer.span(),
                         format!(
                             "unknown issuer `{}` (configured issuers: {})",
-                            escape_untrusted(&issuer),
+                            escape_untrusted(&issuer, MAX_QUOTED),
                             if known.is_empty() {
                                 "none".to_owned()
                             } else {
@@ -210,7 +214,10 @@ impl FileCheck<'_> {
                         Err(why) => {
                             self.problem(
                                 value.span(),
-                                format!("bound claim `{}`: {why}", escape_untrusted(key.get_ref())),
+                                format!(
+                                    "bound claim `{}`: {why}",
+                                    escape_untrusted(key.get_ref(), MAX_QUOTED)
+                                ),
                             );
                             ok = false;
                             continue;
@@ -266,7 +273,7 @@ impl FileCheck<'_> {
                     r.span(),
                     format!(
                         "invalid login.role_id `{}`: use 1-{MAX_ROLE_ID} of A-Z a-z 0-9 . _ -",
-                        escape_untrusted(r.get_ref())
+                        escape_untrusted(r.get_ref(), MAX_QUOTED)
                     ),
                 );
                 None
