@@ -6,10 +6,14 @@
 //! ([`Workload::decide`], [`Workload::check_claims`],
 //! [`Workload::check_conditions`], [`AppRoleLogin::secret_matches`],
 //! [`AppRoleLogin::allows_source`]) is pure and takes the time and the peer
-//! as arguments. Decisions deny by default and an explicit deny always wins.
-//! A workload logs in with a JWT or with AppRole (found through
-//! [`PolicySet::workload_by_role_id`]); an AppRole secret id is known only
-//! by its SHA-256 digest, compared in constant time and never printed.
+//! as arguments. Decisions deny by default and an explicit deny always wins;
+//! a refusal is a [`Denial`] naming its kind (and the deny scope that
+//! matched), rendered to text only by its `Display`. A workload logs in
+//! with a JWT or with AppRole ([`Login`], one variant per method; AppRole
+//! workloads are found through [`PolicySet::workload_by_role_id`]); an
+//! AppRole secret id is known only by its SHA-256 digest, compared in
+//! constant time and never printed. Durations and escaped text use the
+//! domain crate's one grammar and one escaper.
 //! A [`Grant`] can only come from [`Workload::decide`] (or the grep-able
 //! test bypass [`unchecked_grant_for_tests`]).
 
