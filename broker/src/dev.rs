@@ -199,7 +199,7 @@ pub fn mint_token(
     })?;
     let mut subject = workload.to_owned();
     let mut claims = serde_json::Map::new();
-    for bound in &w.login.bound_claims {
+    for bound in w.login.jwt().map_or(&[][..], |j| &j.bound_claims) {
         let Some(value) = bound.values.first() else {
             continue;
         };

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use leash_domain::Mutation;
 use leash_domain::TokenRecord;
 use leash_domain::audit::escape_untrusted;
-use leash_policy::{LoginMethod, Workload};
+use leash_policy::Workload;
 use serde::Deserialize;
 
 use super::{Answer, Broker, IfNotApplied, Pending, Req, ServiceError};
@@ -121,15 +121,15 @@ impl Broker {
                 escape_untrusted(&role, 64)
             ))
         })?;
-        if workload.login.method != LoginMethod::Jwt {
+        let Some(jwt_login) = workload.login.jwt() else {
             return Err(ServiceError::bad_request(format!(
                 "role \"{}\" does not log in with a JWT",
                 escape_untrusted(&role, 64)
             )));
-        }
+        };
         let verified = self
             .issuers
-            .verify(&workload.login.issuer, &jwt, req.now)
+            .verify(&jwt_login.issuer, &jwt, req.now)
             .map_err(|e| ServiceError::bad_request(e.to_string()))?;
         rec.attestation(verified.summary());
         workload
@@ -192,8 +192,7 @@ impl Broker {
         rec.workload(&workload.name);
         let app = workload
             .login
-            .approle
-            .as_ref()
+            .approle()
             .ok_or_else(|| invalid("not an approle workload"))?;
         rec.attestation(serde_json::json!({
             "method": "approle",

@@ -67,7 +67,7 @@ impl fmt::Display for Capability {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown capability `{}` (expected read, list, create, update, patch or delete)",
-    crate::text::escape_untrusted(.0)
+    leash_domain::text::escape_untrusted(.0, crate::MAX_QUOTED)
 )]
 pub struct UnknownCapability(pub String);
 

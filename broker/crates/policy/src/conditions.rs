@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use ipnet::IpNet;
 
-use crate::workload::Denial;
+use crate::denial::Denial;
 
 /// Where and when a workload may act. `None` means unrestricted.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -97,17 +97,13 @@ impl Conditions {
         if let Some(nets) = &self.source_cidrs {
             let peer = normalize_peer(peer);
             if !nets.iter().any(|n| n.contains(&peer)) {
-                return Err(Denial::new(format!(
-                    "source address {peer} is not in the workload's allowed networks"
-                )));
+                return Err(Denial::SourceNotAllowed { peer });
             }
         }
         if let Some(windows) = &self.time_windows
             && !windows.iter().any(|w| w.contains(now))
         {
-            return Err(Denial::new(
-                "outside the workload's allowed time windows".to_owned(),
-            ));
+            return Err(Denial::OutsideTimeWindows { at: now });
         }
         Ok(())
     }
@@ -153,11 +149,11 @@ mod tests {
         // IPv4-compatible (deprecated) form is not unmapped.
         assert!(c.check("::7f00:1".parse().unwrap(), now).is_err());
         let e = c.check("192.0.2.7".parse().unwrap(), now).unwrap_err();
-        assert!(e.reason.contains("192.0.2.7"), "{e}");
+        assert!(e.to_string().contains("192.0.2.7"), "{e}");
         let e = c
             .check("::ffff:192.0.2.7".parse().unwrap(), now)
             .unwrap_err();
-        assert!(e.reason.contains("192.0.2.7"), "{e}");
+        assert!(e.to_string().contains("192.0.2.7"), "{e}");
         assert_eq!(
             Conditions::default().check("192.0.2.7".parse().unwrap(), now),
             Ok(())
@@ -211,7 +207,7 @@ mod tests {
         let any = "203.0.113.1".parse().unwrap();
         assert!(c.check(any, utc(2024, 3, 31, 5, 30)).is_ok());
         let e = c.check(any, utc(2024, 3, 30, 5, 30)).unwrap_err();
-        assert!(e.reason.contains("time windows"));
+        assert!(e.to_string().contains("time windows"));
     }
 
     #[test]

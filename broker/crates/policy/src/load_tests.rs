@@ -2,11 +2,15 @@
 //! shipped policy sets, and scale. Test code only; never compiled into the
 //! library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::check::valid_name;
 use super::*;
+use crate::capability::Capability;
+use crate::login::LoginMethod;
 use crate::path::canonicalize;
+use crate::workload::LeaseLimits;
 
 fn ctx() -> LoadContext {
     LoadContext {
@@ -81,9 +85,9 @@ fn loads_the_documented_example() {
     let w = set.workload("payments-api").unwrap();
     assert_eq!(w.name, "payments-api");
     assert_eq!(w.description.as_deref(), Some("Payments service"));
-    assert_eq!(w.login.method, LoginMethod::Jwt);
-    assert_eq!(w.login.issuer, "dev");
-    assert_eq!(w.login.bound_claims.len(), 2);
+    assert_eq!(w.login.method(), LoginMethod::Jwt);
+    assert_eq!(w.login.jwt().unwrap().issuer, "dev");
+    assert_eq!(w.login.jwt().unwrap().bound_claims.len(), 2);
     assert_eq!(w.lease.ttl, Duration::from_secs(300));
     assert_eq!(w.lease.max_ttl, Duration::from_secs(3600));
     assert_eq!(w.conditions().source_cidrs().map(<[_]>::len), Some(2));
@@ -516,8 +520,9 @@ fn shipped_policy_sets_load_cleanly() {
         ["ci-deployer", "payments-api", "reporting-agent"]
     );
     for w in dev.workloads() {
-        assert_eq!(w.login.issuer, "dev");
-        assert!(w.login.bound_claims.iter().any(|c| c.claim == "sub"));
+        let jwt = w.login.jwt().unwrap();
+        assert_eq!(jwt.issuer, "dev");
+        assert!(jwt.bound_claims.iter().any(|c| c.claim == "sub"));
     }
     let examples = PolicySet::load_dir(
         &root.join("examples"),
@@ -675,11 +680,11 @@ fn loads_approle_workloads() {
     );
     let set = load(&src).unwrap();
     let w = set.workload("w").unwrap();
-    assert_eq!(w.login.method, LoginMethod::AppRole);
-    assert_eq!(w.login.method.as_str(), "approle");
-    assert_eq!(w.login.issuer, "");
-    assert!(w.login.bound_claims.is_empty());
-    let a = w.login.approle.as_ref().unwrap();
+    assert_eq!(w.login.method(), LoginMethod::AppRole);
+    assert_eq!(w.login.method().as_str(), "approle");
+    // No issuer and no bound claims: an AppRole login has no JWT part.
+    assert!(w.login.jwt().is_none());
+    let a = w.login.approle().unwrap();
     assert_eq!(a.role_id, "batch-reports");
     let cidrs: Vec<String> = a.bound_cidrs.iter().map(ToString::to_string).collect();
     assert_eq!(cidrs, ["10.0.0.0/8", "127.0.0.1/32"]);
@@ -703,12 +708,12 @@ fn loads_approle_workloads() {
     ));
     let set = load(&src).unwrap();
     let a = set.workload_by_role_id("Batch.reports_2-x").unwrap();
-    let a = a.login.approle.as_ref().unwrap();
+    let a = a.login.approle().unwrap();
     assert!(a.secret_matches("s3cr3t-id"));
     assert_eq!(a.bound_cidrs[0].to_string(), "192.0.2.7/32");
     // JWT workloads are not in the role id index and have no AppRole part.
     let jwt = load(&minimal("")).unwrap();
-    assert!(jwt.workload("w").unwrap().login.approle.is_none());
+    assert!(jwt.workload("w").unwrap().login.approle().is_none());
     assert!(jwt.workload_by_role_id("w").is_none());
 }
 
@@ -921,9 +926,9 @@ fn shipped_approle_example() {
     .unwrap_or_else(|p| panic!("policies/examples: {p:#?}"));
     let w = set.workload_by_role_id("batch-reports").unwrap();
     assert_eq!(w.name, "batch-reports");
-    assert_eq!(w.login.method, LoginMethod::AppRole);
+    assert_eq!(w.login.method(), LoginMethod::AppRole);
     assert_eq!(w.source_file(), root.join("batch-approle.toml").as_path());
-    let a = w.login.approle.as_ref().unwrap();
+    let a = w.login.approle().unwrap();
     assert!(!a.bound_cidrs.is_empty());
     assert!(!a.secret_matches(""));
 }

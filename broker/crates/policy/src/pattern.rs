@@ -24,8 +24,10 @@
 
 use std::collections::HashMap;
 
+use leash_domain::text::escape_untrusted;
+
+use crate::MAX_QUOTED;
 use crate::path::{CanonicalPath, MAX_PATH_BYTES, MAX_SEGMENT_BYTES, MAX_SEGMENTS, is_path_byte};
-use crate::text::escape_untrusted;
 
 /// One segment of a pattern before its tail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +110,12 @@ fn parse_piece(s: &str) -> Result<Piece, String> {
 
 /// Parses a scope pattern. The error is a reason for a load problem.
 pub(crate) fn parse_pattern(raw: &str) -> Result<Pattern, String> {
-    parse_inner(raw).map_err(|why| format!("invalid scope path `{}`: {why}", escape_untrusted(raw)))
+    parse_inner(raw).map_err(|why| {
+        format!(
+            "invalid scope path `{}`: {why}",
+            escape_untrusted(raw, MAX_QUOTED)
+        )
+    })
 }
 
 fn parse_inner(raw: &str) -> Result<Pattern, String> {

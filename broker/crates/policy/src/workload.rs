@@ -1,42 +1,24 @@
-//! A loaded workload and the decisions made for it: claims (JWT) or the
-//! secret id digest (AppRole) at login, conditions — including an AppRole's
-//! bound networks — and scopes on every request. Nothing here may do I/O,
-//! allow by default, let an allow outrank a matching deny, compare a secret
-//! id in variable time or print its digest, or hand out a [`Grant`] other
-//! than through [`Workload::decide`] (the one bypass,
-//! [`unchecked_grant_for_tests`], is named for grepping).
+//! A loaded workload and the decisions made for it: claims (JWT) at login
+//! (an AppRole secret id is checked by [`AppRoleLogin`](crate::AppRoleLogin)),
+//! conditions — including an AppRole's bound networks — and scopes on every
+//! request. Nothing here may do I/O, allow by default, let an allow outrank
+//! a matching deny, or hand out a [`Grant`] other than through
+//! [`Workload::decide`] (the one bypass, [`unchecked_grant_for_tests`], is
+//! named for grepping).
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::capability::{CapSet, Capability};
-use crate::claims::BoundClaim;
 use crate::conditions::{Conditions, normalize_peer};
+use crate::denial::Denial;
+use crate::login::Login;
 use crate::path::CanonicalPath;
 use crate::pattern::{Matcher, Pattern};
-
-/// Why something was refused. The reason never holds a secret value, a
-/// token or a claim's value; text that came from outside is escaped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Denial {
-    /// A short, log-safe explanation.
-    pub reason: String,
-}
-
-impl Denial {
-    pub(crate) fn new(reason: String) -> Self {
-        Self { reason }
-    }
-}
 
 /// Proof that [`Workload::decide`] allowed `capability` on `resource` for
 /// `workload`. Functions that touch a secret take a `&Grant`. There is no
@@ -77,100 +59,6 @@ pub fn unchecked_grant_for_tests(
         workload: workload.to_owned(),
         capability,
         resource,
-    }
-}
-
-/// How a workload logs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginMethod {
-    /// A JWT from a configured issuer.
-    Jwt,
-    /// A role id and a secret id, bound to source networks (lower
-    /// assurance than a signed attestation).
-    AppRole,
-}
-
-impl LoginMethod {
-    /// The name used in policies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LoginMethod::Jwt => "jwt",
-            LoginMethod::AppRole => "approle",
-        }
-    }
-}
-
-impl fmt::Display for LoginMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Login settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
-    /// The method.
-    pub method: LoginMethod,
-    /// JWT: the name of an issuer configured in the broker. Empty for
-    /// AppRole.
-    pub issuer: String,
-    /// JWT: every one must match (never empty). Empty for AppRole.
-    pub bound_claims: Vec<BoundClaim>,
-    /// AppRole: the role's settings (`Some` exactly when `method` is
-    /// [`LoginMethod::AppRole`]).
-    pub approle: Option<AppRoleLogin>,
-}
-
-/// AppRole login settings. The secret id itself is never known to the
-/// policy, only its SHA-256 digest, which [`fmt::Debug`] does not print.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AppRoleLogin {
-    /// The role id (not secret), unique across the set.
-    pub role_id: String,
-    /// Where the role may log in from and use its token from (never empty).
-    pub bound_cidrs: Vec<IpNet>,
-    secret_id_sha256: [u8; 32],
-}
-
-impl AppRoleLogin {
-    pub(crate) fn new(
-        role_id: String,
-        secret_id_sha256: [u8; 32],
-        bound_cidrs: Vec<IpNet>,
-    ) -> Self {
-        Self {
-            role_id,
-            bound_cidrs,
-            secret_id_sha256,
-        }
-    }
-
-    /// Whether SHA-256(`secret_id`) equals the configured digest, compared
-    /// in constant time. An empty secret id never matches.
-    pub fn secret_matches(&self, secret_id: &str) -> bool {
-        if secret_id.is_empty() {
-            return false;
-        }
-        let digest = Sha256::digest(secret_id.as_bytes());
-        bool::from(digest.as_slice().ct_eq(&self.secret_id_sha256[..]))
-    }
-
-    /// Whether `peer` is inside one of the bound networks. IPv4-mapped IPv6
-    /// peers are compared as IPv4, as in conditions. An empty list (which
-    /// the loader refuses) allows nothing.
-    pub fn allows_source(&self, peer: IpAddr) -> bool {
-        let peer = normalize_peer(peer);
-        self.bound_cidrs.iter().any(|n| n.contains(&peer))
-    }
-}
-
-impl fmt::Debug for AppRoleLogin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppRoleLogin")
-            .field("role_id", &self.role_id)
-            .field("bound_cidrs", &self.bound_cidrs)
-            .field("secret_id_sha256", &"<redacted>")
-            .finish()
     }
 }
 
@@ -250,17 +138,16 @@ impl Workload {
     /// match. String, number and boolean claims compare by their string
     /// form; arrays, objects, null and missing claims are denied.
     pub fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Denial> {
-        if self.login.method != LoginMethod::Jwt {
-            return Err(Denial::new(format!(
-                "workload logs in with {}, not a JWT",
-                self.login.method
-            )));
-        }
-        if self.login.bound_claims.is_empty() {
+        let Login::Jwt(jwt) = &self.login else {
+            return Err(Denial::NotJwt {
+                method: self.login.method(),
+            });
+        };
+        if jwt.bound_claims.is_empty() {
             // The loader refuses this; stay closed if it ever happens.
-            return Err(Denial::new("workload binds no claims".to_owned()));
+            return Err(Denial::NoBoundClaims);
         }
-        for bc in &self.login.bound_claims {
+        for bc in &jwt.bound_claims {
             bc.check(claims)?;
         }
         Ok(())
@@ -268,23 +155,15 @@ impl Workload {
 
     /// Checks the source address and time conditions and, for an AppRole
     /// workload, that the peer is inside `login.bound_cidrs` (so the
-    /// binding holds for the token's use as well as for the login). A
-    /// workload whose method is AppRole but that has no AppRole settings
-    /// (the loader never builds one) is denied. IPv4-mapped IPv6 peers are
-    /// compared as IPv4.
+    /// binding holds for the token's use as well as for the login).
+    /// IPv4-mapped IPv6 peers are compared as IPv4.
     pub fn check_conditions(&self, peer: IpAddr, now: DateTime<Utc>) -> Result<(), Denial> {
-        if self.login.method == LoginMethod::AppRole {
-            let bound = self
-                .login
-                .approle
-                .as_ref()
-                .is_some_and(|a| a.allows_source(peer));
-            if !bound {
-                return Err(Denial::new(format!(
-                    "source address {} is not in the AppRole's bound networks",
-                    normalize_peer(peer)
-                )));
-            }
+        if let Login::AppRole(approle) = &self.login
+            && !approle.allows_source(peer)
+        {
+            return Err(Denial::OutsideBoundNetworks {
+                peer: normalize_peer(peer),
+            });
         }
         self.conditions.check(peer, now)
     }
@@ -313,14 +192,18 @@ impl Workload {
             }
         });
         if let Some(i) = deny {
+            let rule = i as usize;
             let pattern = self
                 .scopes
-                .get(i as usize)
+                .get(rule)
                 .map(|s| s.pattern.as_str())
                 .unwrap_or("?");
-            return Err(Denial::new(format!(
-                "{cap} on {resource} denied by scope `{pattern}`"
-            )));
+            return Err(Denial::ExplicitDeny {
+                capability: cap,
+                resource: resource.clone(),
+                rule,
+                pattern: pattern.to_owned(),
+            });
         }
         if allowed.contains(cap) {
             Ok(Grant {
@@ -329,7 +212,10 @@ impl Workload {
                 resource: resource.clone(),
             })
         } else {
-            Err(Denial::new(format!("no scope grants {cap} on {resource}")))
+            Err(Denial::OutOfScope {
+                capability: cap,
+                resource: resource.clone(),
+            })
         }
     }
 
@@ -354,6 +240,7 @@ mod tests {
 
     use super::*;
     use crate::load::{LoadContext, PolicySet};
+    use crate::login::{AppRoleLogin, LoginMethod};
     use crate::path::canonicalize;
 
     fn workload(scopes: &str, extra: &str) -> Workload {
@@ -403,7 +290,7 @@ mod tests {
         for cap in Capability::ALL {
             for path in ["secret/x", "secret/", "a", "secret/a/b/c"] {
                 let e = decide(&w, cap, path).unwrap_err();
-                assert!(e.reason.starts_with("no scope grants"), "{e}");
+                assert!(e.to_string().starts_with("no scope grants"), "{e}");
             }
         }
         assert!(!w.has_access_under("secret"));
@@ -424,7 +311,7 @@ mod tests {
         for cap in Capability::ALL {
             let e = decide(&w, cap, "secret/payments/admin/key").unwrap_err();
             assert_eq!(
-                e.reason,
+                e.to_string(),
                 format!(
                     "{cap} on secret/payments/admin/key denied by scope `secret/payments/admin/*`"
                 )
@@ -447,7 +334,7 @@ mod tests {
             "",
         );
         let e = decide(&allow_specific, Capability::Read, "secret/a/b/foo/x").unwrap_err();
-        assert!(e.reason.contains("denied by scope `secret/*`"), "{e}");
+        assert!(e.to_string().contains("denied by scope `secret/*`"), "{e}");
         let deny_specific = workload(
             &scopes(&[("secret/+/+/foo/*", &[]), ("secret/*", &["read"])]),
             "",
@@ -464,7 +351,7 @@ mod tests {
             "",
         );
         let e = decide(&two, Capability::Read, "secret/a/x").unwrap_err();
-        assert!(e.reason.contains("`secret/a*`"), "{e}");
+        assert!(e.to_string().contains("`secret/a*`"), "{e}");
     }
 
     #[test]
@@ -478,7 +365,7 @@ mod tests {
         assert!(decide(&w, Capability::Update, "secret/app/other").is_err());
         assert!(decide(&w, Capability::Delete, "secret/app/db").is_err());
         let e = decide(&w, Capability::Delete, "secret/app/db").unwrap_err();
-        assert_eq!(e.reason, "no scope grants delete on secret/app/db");
+        assert_eq!(e.to_string(), "no scope grants delete on secret/app/db");
     }
 
     #[test]
@@ -526,12 +413,12 @@ mod tests {
         let e = w
             .decide(Capability::Read, &path, outside, now())
             .unwrap_err();
-        assert!(e.reason.contains("allowed networks"), "{e}");
+        assert!(e.to_string().contains("allowed networks"), "{e}");
         let night = Utc.with_ymd_and_hms(2024, 6, 5, 20, 0, 0).unwrap();
         let e = w
             .decide(Capability::Read, &path, peer(), night)
             .unwrap_err();
-        assert!(e.reason.contains("time windows"), "{e}");
+        assert!(e.to_string().contains("time windows"), "{e}");
         assert!(w.check_conditions(peer(), now()).is_ok());
         assert!(w.check_conditions(outside, now()).is_err());
     }
@@ -599,7 +486,7 @@ mod tests {
     #[test]
     fn approle_secret_matches() {
         let w = approle_workload(DIGEST, "");
-        let a = w.login.approle.as_ref().unwrap();
+        let a = w.login.approle().unwrap();
         assert!(a.secret_matches("s3cr3t-id"));
         assert!(!a.secret_matches("other-secret"));
         assert!(!a.secret_matches("s3cr3t-i"));
@@ -609,7 +496,7 @@ mod tests {
         assert!(!a.secret_matches(DIGEST));
         // A digest of a different secret.
         let other = approle_workload(OTHER_DIGEST, "");
-        let b = other.login.approle.as_ref().unwrap();
+        let b = other.login.approle().unwrap();
         assert!(b.secret_matches("other-secret"));
         assert!(!b.secret_matches("s3cr3t-id"));
         assert!(!b.secret_matches(""));
@@ -629,7 +516,7 @@ mod tests {
     #[test]
     fn approle_allows_source() {
         let w = approle_workload(DIGEST, "");
-        let a = w.login.approle.as_ref().unwrap();
+        let a = w.login.approle().unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(a.allows_source(ip("10.1.2.3")));
         assert!(a.allows_source(ip("127.0.0.1")));
@@ -661,7 +548,7 @@ mod tests {
             .decide(Capability::Read, &path, outside, now())
             .unwrap_err();
         assert_eq!(
-            e.reason,
+            e.to_string(),
             "source address 203.0.113.9 is not in the AppRole's bound networks"
         );
         assert!(w.check_conditions(outside, now()).is_err());
@@ -673,15 +560,13 @@ mod tests {
                 .is_ok()
         );
         let e = narrower.check_conditions(inside, now()).unwrap_err();
-        assert!(e.reason.contains("allowed networks"), "{e}");
-        // A workload claiming AppRole without settings stays closed.
-        let mut broken = w.clone();
-        broken.login.approle = None;
-        assert!(broken.check_conditions(inside, now()).is_err());
+        assert!(e.to_string().contains("allowed networks"), "{e}");
+        // A workload claiming AppRole without settings cannot be built any
+        // more: `Login::AppRole` holds them.
         // An AppRole workload never passes a JWT claims check.
         let claims = serde_json::Map::new();
         let e = w.check_claims(&claims).unwrap_err();
-        assert_eq!(e.reason, "workload logs in with approle, not a JWT");
+        assert_eq!(e.to_string(), "workload logs in with approle, not a JWT");
         assert_eq!(LoginMethod::AppRole.to_string(), "approle");
         assert_eq!(LoginMethod::Jwt.as_str(), "jwt");
     }
