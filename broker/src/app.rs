@@ -30,11 +30,12 @@ use zeroize::Zeroizing;
 use crate::attest::Sessions;
 use crate::audit::Committer;
 use crate::config::{MountKind, Settings};
+use crate::detect::Detectors;
 use crate::lease::fanout::{SessionCache, follow_revocations};
 use crate::lease::spawn_reaper;
 use crate::policies::PolicyHandle;
 pub use crate::policies::{PolicyReloader, load_policies};
-use crate::service::Broker;
+use crate::service::{Broker, LoginMethods};
 
 /// A built, listening broker.
 pub struct App {
@@ -122,8 +123,18 @@ pub async fn connect_store(
 }
 
 impl App {
-    /// Builds the broker described by `settings`.
+    /// Builds the broker described by `settings`, with the detectors Leash
+    /// ships.
     pub async fn build(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        Self::build_with(settings, clock, Detectors::builtin()).await
+    }
+
+    /// Builds the broker described by `settings`, with `detectors`.
+    pub async fn build_with(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+        detectors: Detectors,
+    ) -> anyhow::Result<App> {
         let key = read_key(&settings.keys.hash_key_file, "keys.hash_key_file")?;
         let hasher = KeyedHasher::new(&key).context("keys.hash_key_file")?;
         let store = connect_store(settings, &hasher).await?;
@@ -206,11 +217,12 @@ impl App {
             store: store.clone(),
             committer,
             policies,
-            issuers,
+            logins: LoginMethods::builtin(&issuers),
             hasher,
             backends,
             clock: clock.clone(),
             guards,
+            detectors,
         });
 
         let listener = TcpListener::bind(settings.server.listen)

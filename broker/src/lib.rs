@@ -4,7 +4,8 @@
 //! [`http`] (extract, route, render) → [`service`] (one handler per use
 //! case) → {[`attest`] (token → session), policy (the `leash_policy`
 //! crate), [`lease`] (issue, renew, revoke, reap, fan out), [`audit`] (the
-//! request's event and the group committer)} → {store, backend}. Only
+//! request's event and the group committer), [`detect`] (detectors that
+//! see every decision)} → {store, backend}. Only
 //! [`http`] knows axum; only the store crate knows SQL; only the backend
 //! crate touches secret stores. Nothing is handed out that was not audited
 //! first, and nothing audited holds a secret value.
@@ -14,6 +15,7 @@ pub mod attest;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod dev;
 pub mod http;
 pub mod lease;

@@ -12,25 +12,24 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use leash_domain::crypto::label;
 use leash_domain::{Digest, KeyedHasher, SecretToken, TokenRecord};
-use leash_policy::{Denial, PolicySet, Workload};
+use leash_policy::{Admitted, Denial, Workload};
 use leash_store::{Store, StoreError};
 
 use crate::audit::Record;
 use crate::lease::fanout::SessionCache;
 use crate::policies::PolicyHandle;
 
-/// A resolved, live token and the policy set it was checked against.
+/// A resolved, live token, and the workload it runs under, admitted: its
+/// conditions held for this request's peer and time.
 pub(crate) struct Session {
     pub(crate) token: Arc<TokenRecord>,
-    pub(crate) policies: Arc<PolicySet>,
+    pub(crate) admitted: Admitted,
 }
 
 impl Session {
     /// The workload the token runs under, as declared now.
-    pub(crate) fn workload(&self) -> Result<&Workload, SessionRefusal> {
-        self.policies
-            .workload(&self.token.workload)
-            .ok_or(SessionRefusal::WorkloadGone)
+    pub(crate) fn workload(&self) -> &Workload {
+        self.admitted.workload()
     }
 }
 
@@ -59,6 +58,21 @@ pub enum SessionRefusal {
     /// The presented token is not the operator's.
     #[error("not an operator token")]
     NotOperator,
+}
+
+impl SessionRefusal {
+    /// A stable short code for this refusal.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionRefusal::Missing => "session.missing",
+            SessionRefusal::Unknown => "session.unknown",
+            SessionRefusal::Revoked => "session.revoked",
+            SessionRefusal::Expired => "session.expired",
+            SessionRefusal::WorkloadGone => "session.workload_gone",
+            SessionRefusal::Conditions(_) => "session.conditions",
+            SessionRefusal::NotOperator => "session.not_operator",
+        }
+    }
 }
 
 /// A failed resolution: refused, or the store could not say.
@@ -153,17 +167,18 @@ impl Sessions {
         if token.expires_at <= now {
             return Err(SessionRefusal::Expired.into());
         }
-        let session = Session {
-            token,
-            policies: self.policies.current(),
-        };
+        let workload = self
+            .policies
+            .current()
+            .shared(&token.workload)
+            .ok_or(SessionRefusal::WorkloadGone)?;
         // Conditions include an AppRole's bound CIDRs: its token is usable
-        // only from there.
-        session
-            .workload()?
-            .check_conditions(peer, now)
+        // only from there. Checked once here; every decision of the request
+        // goes through the `Admitted` this gives.
+        let admitted = workload
+            .admit(peer, now)
             .map_err(SessionRefusal::Conditions)?;
-        Ok(session)
+        Ok(Session { token, admitted })
     }
 
     /// Checks the operator token, in constant time.

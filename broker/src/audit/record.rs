@@ -8,6 +8,7 @@
 //! keyed digest).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use leash_domain::audit::escape_untrusted;
@@ -20,6 +21,8 @@ pub(crate) const MAX_LOGGED: usize = 512;
 #[derive(Debug)]
 pub(crate) struct Record {
     event: AuditEvent,
+    /// The caller's token, once resolved (or being issued).
+    token: Option<Arc<TokenRecord>>,
 }
 
 impl Record {
@@ -52,6 +55,7 @@ impl Record {
                 lease_ref: None,
                 attestation: serde_json::Value::Object(Default::default()),
             },
+            token: None,
         }
     }
 
@@ -87,9 +91,15 @@ impl Record {
     }
 
     /// The caller's identity: a resolved token.
-    pub(crate) fn session(&mut self, token: &TokenRecord) {
+    pub(crate) fn session(&mut self, token: &Arc<TokenRecord>) {
         self.event.identity = Some(token.accessor.clone());
         self.event.workload = Some(token.workload.clone());
+        self.token = Some(token.clone());
+    }
+
+    /// The caller's token, once resolved.
+    pub(crate) fn token(&self) -> Option<&Arc<TokenRecord>> {
+        self.token.as_ref()
     }
 
     /// The workload a login named (caller text, escaped).

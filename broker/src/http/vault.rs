@@ -85,8 +85,9 @@ pub(crate) async fn route(
     };
     let seg: Vec<&str> = path.segments().iter().map(String::as_str).collect();
     match seg.as_slice() {
-        ["auth", "jwt" | "kubernetes", "login"] => b.jwt_login(&req, rec).await,
-        ["auth", "approle", "login"] => b.approle_login(&req, rec).await,
+        ["auth", mount, "login"] if let Some(m) = b.logins.get(mount) => {
+            b.login(m, &req, rec).await
+        }
         ["sys", "internal", "ui", "mounts", ..] => b.mounts_preflight(&req, rec).await,
         ["auth", "token", "lookup-self"] => b.token_lookup_self(&req, rec).await,
         ["auth", "token", "renew-self"] => b.token_renew_self(&req, rec).await,

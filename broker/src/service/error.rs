@@ -195,6 +195,38 @@ impl ServiceError {
         )
     }
 
+    /// A stable short code for the kind of failure, for detectors (and,
+    /// later, the audit log): `session.revoked`, `policy`, `bad_request`, …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServiceError::Denied(Denied::Session(r)) => r.kind(),
+            ServiceError::Denied(Denied::Policy(d)) => d.kind(),
+            ServiceError::Denied(Denied::NoSuchAuthMethod) => "auth.unknown_method",
+            ServiceError::Denied(Denied::LookupSelfReadOnly) => "method",
+            ServiceError::Denied(Denied::TokenAtMaxTtl) => "token.max_ttl",
+            ServiceError::BadRequest { .. } => "bad_request",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::NamespaceNotFound => "namespace",
+            ServiceError::NoRoute(_) | ServiceError::NoOperatorEndpoint => "no_route",
+            ServiceError::MethodNotAllowed(_) => "method",
+            ServiceError::BodyTooLarge => "too_large",
+            ServiceError::PreflightDenied(_) => "preflight",
+            ServiceError::Upstream(_) | ServiceError::NotApplied { .. } => "not_applied",
+            ServiceError::Unavailable { .. } => "unavailable",
+            ServiceError::BadGateway(_) => "bad_gateway",
+            ServiceError::AuditUnavailable(_) => "audit_unavailable",
+        }
+    }
+
+    /// The policy's denial, when the policy refused.
+    pub fn policy_denial(&self) -> Option<&Denial> {
+        match self {
+            ServiceError::Denied(Denied::Policy(d))
+            | ServiceError::Denied(Denied::Session(SessionRefusal::Conditions(d))) => Some(d),
+            _ => None,
+        }
+    }
+
     /// The reason the audit event records: the `Display` text, escaped and
     /// bounded.
     pub fn audit_reason(&self) -> String {

@@ -123,8 +123,8 @@ impl Broker {
         // Renewal re-checks policy and conditions on the lease's resource.
         let resource =
             canonicalize(&l.path).map_err(|e| ServiceError::bad_request(e.to_string()))?;
-        s.workload()?
-            .decide(Capability::Read, &resource, req.inc.peer, req.now)
+        s.admitted
+            .decide(Capability::Read, &resource)
             .map_err(Denied::Policy)?;
         let renewal = lease::renew_lease(&l, &s.token, asked, req.now);
         let env = Envelope::<()> {

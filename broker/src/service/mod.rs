@@ -28,13 +28,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::SubsecRound;
-use leash_attest::Issuers;
 use leash_backend::SecretBackend;
 use leash_domain::{Clock, CommitUnit, Decision, KeyedHasher, Outcome, Refusal};
 use leash_store::Store;
 
 use crate::attest::{Session, Sessions};
 use crate::audit::{Committer, Record};
+use crate::detect::Detectors;
 use crate::lease::fanout;
 use crate::policies::PolicyHandle;
 use crate::wire::Reply;
@@ -42,6 +42,7 @@ use crate::wire::Reply;
 pub use admin::{ChainReport, verify_audit_chain};
 pub use error::{Cause, Denied, IfNotApplied, ServiceError};
 pub(crate) use kv::Shape;
+pub use login::LoginMethods;
 pub(crate) use plan::{Answer, Pending};
 pub use request::{BodyProblem, Incoming, Req, parse_increment};
 pub(crate) use sys::STATUS_ENDPOINTS;
@@ -51,7 +52,8 @@ pub struct Broker {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) committer: Committer,
     pub(crate) policies: Arc<PolicyHandle>,
-    pub(crate) issuers: Issuers,
+    /// The login methods, by auth mount.
+    pub(crate) logins: LoginMethods,
     pub(crate) hasher: KeyedHasher,
     pub(crate) backends: HashMap<String, Arc<dyn SecretBackend>>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -59,6 +61,8 @@ pub struct Broker {
     pub(crate) guards: HashMap<String, Arc<leash_backend::Guarded>>,
     /// Token → session, through this replica's cache.
     pub(crate) sessions: Sessions,
+    /// The detectors every decided request passes.
+    pub(crate) detectors: Detectors,
 }
 
 impl std::fmt::Debug for Broker {

@@ -93,7 +93,7 @@ impl Broker {
         rec.op("sys.mounts");
         req.require_method(&["GET"])?;
         let session = self.session(req, rec).await?;
-        let workload = session.workload()?;
+        let workload = session.workload();
         let rest = req.segments().get(4..).unwrap_or(&[]);
         let Some(mount) = rest.first() else {
             // The mount listing: only mounts the caller can use.

@@ -1,5 +1,7 @@
 //! Leash attestation: validating a presented JWT against the operator's
-//! configured issuers, and the development issuer used by `leash-broker dev`.
+//! configured issuers, the login methods built on it ([`login`]: JWT,
+//! Kubernetes, AppRole — one file each behind one trait), and the
+//! development issuer used by `leash-broker dev`.
 //!
 //! This crate owns the decision "is this JWT genuine, and what does it
 //! prove". Keys are read once at load; verifying never does I/O, never lets
@@ -12,6 +14,7 @@ mod encoding;
 mod error;
 mod issuer;
 mod keys;
+pub mod login;
 
 pub use dev::DevIssuer;
 pub use error::{ConfigError, LoginError};

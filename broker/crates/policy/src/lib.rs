@@ -14,8 +14,10 @@
 //! AppRole secret id is known only by its SHA-256 digest, compared in
 //! constant time and never printed. Durations and escaped text use the
 //! domain crate's one grammar and one escaper.
-//! A [`Grant`] can only come from [`Workload::decide`] (or the grep-able
-//! test bypass [`unchecked_grant_for_tests`]).
+//! A [`Grant`] can only come from [`Workload::decide`] or from an
+//! [`Admitted`] workload (whose conditions [`Workload::admit`] checked once
+//! for the request), or the grep-able test bypass
+//! [`unchecked_grant_for_tests`].
 
 pub mod capability;
 pub mod claims;
@@ -38,7 +40,7 @@ pub use load::{LoadContext, Problem};
 pub use login::{AppRoleLogin, JwtLogin, Login, LoginMethod};
 pub use path::{CanonicalPath, PathError, canonicalize};
 pub use set::PolicySet;
-pub use workload::{Grant, LeaseLimits, Scope, Workload, unchecked_grant_for_tests};
+pub use workload::{Admitted, Grant, LeaseLimits, Scope, Workload, unchecked_grant_for_tests};
 
 /// Longest rendering of a value quoted in a problem or a denial (a name, a
 /// claim, a pattern), in bytes of escaped output; the rest is cut with `…`.

@@ -11,7 +11,7 @@ use crate::workload::Workload;
 
 #[derive(Debug, Default)]
 struct Inner {
-    by_name: HashMap<String, Workload>,
+    by_name: HashMap<String, Arc<Workload>>,
     /// AppRole role id → workload name.
     by_role_id: HashMap<String, String>,
     names: Vec<String>,
@@ -26,7 +26,13 @@ pub struct PolicySet {
 impl PolicySet {
     /// The workload called `name`.
     pub fn workload(&self, name: &str) -> Option<&Workload> {
-        self.inner.by_name.get(name)
+        self.inner.by_name.get(name).map(|w| &**w)
+    }
+
+    /// The workload called `name`, shared: a request holds it for its whole
+    /// life without looking it up again.
+    pub fn shared(&self, name: &str) -> Option<Arc<Workload>> {
+        self.inner.by_name.get(name).cloned()
     }
 
     /// The AppRole workload whose `login.role_id` is `role_id` (an index
@@ -36,6 +42,7 @@ impl PolicySet {
             .by_role_id
             .get(role_id)
             .and_then(|name| self.inner.by_name.get(name))
+            .map(|w| &**w)
     }
 
     /// How many workloads.
@@ -59,6 +66,7 @@ impl PolicySet {
             .names
             .iter()
             .filter_map(|n| self.inner.by_name.get(n))
+            .map(|w| &**w)
     }
 }
 
@@ -66,7 +74,7 @@ impl PolicySet {
 /// about clashes before it inserts a workload.
 #[derive(Debug, Default)]
 pub(crate) struct SetBuilder {
-    by_name: HashMap<String, Workload>,
+    by_name: HashMap<String, Arc<Workload>>,
     by_role_id: HashMap<String, String>,
 }
 
@@ -81,7 +89,7 @@ impl SetBuilder {
 
     /// The workload already in the set under `name`.
     pub(crate) fn named(&self, name: &str) -> Option<&Workload> {
-        self.by_name.get(name)
+        self.by_name.get(name).map(|w| &**w)
     }
 
     /// The workload already in the set with AppRole `role_id`.
@@ -89,6 +97,7 @@ impl SetBuilder {
         self.by_role_id
             .get(role_id)
             .and_then(|n| self.by_name.get(n))
+            .map(|w| &**w)
     }
 
     /// Adds a workload, indexing its role id if it logs in with AppRole.
@@ -98,7 +107,7 @@ impl SetBuilder {
         if let Some(role_id) = w.login.approle().map(|a| a.role_id.clone()) {
             self.by_role_id.insert(role_id, w.name.clone());
         }
-        self.by_name.insert(w.name.clone(), w);
+        self.by_name.insert(w.name.clone(), Arc::new(w));
     }
 
     /// The finished set.

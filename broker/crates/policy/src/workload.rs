@@ -2,12 +2,14 @@
 //! (an AppRole secret id is checked by [`AppRoleLogin`](crate::AppRoleLogin)),
 //! conditions — including an AppRole's bound networks — and scopes on every
 //! request. Nothing here may do I/O, allow by default, let an allow outrank
-//! a matching deny, or hand out a [`Grant`] other than through
-//! [`Workload::decide`] (the one bypass, [`unchecked_grant_for_tests`], is
+//! a matching deny, decide on scopes before the conditions held, or hand
+//! out a [`Grant`] other than through [`Workload::decide`] or
+//! [`Admitted::decide`] (the one bypass, [`unchecked_grant_for_tests`], is
 //! named for grepping).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +21,27 @@ use crate::denial::Denial;
 use crate::login::Login;
 use crate::path::CanonicalPath;
 use crate::pattern::{Matcher, Pattern};
+
+/// A workload whose conditions held for one request (its peer, its time):
+/// only [`Workload::admit`] makes one. Its scope decisions need no second
+/// look at the conditions.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    workload: Arc<Workload>,
+}
+
+impl Admitted {
+    /// The workload.
+    pub fn workload(&self) -> &Workload {
+        &self.workload
+    }
+
+    /// Decides `cap` on `resource` by the scopes (the conditions held when
+    /// this was made): deny by default, a matching deny wins.
+    pub fn decide(&self, cap: Capability, resource: &CanonicalPath) -> Result<Grant, Denial> {
+        self.workload.decide_scopes(cap, resource)
+    }
+}
 
 /// Proof that [`Workload::decide`] allowed `capability` on `resource` for
 /// `workload`. Functions that touch a secret take a `&Grant`. There is no
@@ -179,6 +202,21 @@ impl Workload {
         now: DateTime<Utc>,
     ) -> Result<Grant, Denial> {
         self.check_conditions(peer, now)?;
+        self.decide_scopes(cap, resource)
+    }
+
+    /// Checks the conditions for `peer` at `now` once, for a request that
+    /// then decides on as many resources as it needs through the
+    /// [`Admitted`] it gets back.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr, now: DateTime<Utc>) -> Result<Admitted, Denial> {
+        self.check_conditions(peer, now)?;
+        Ok(Admitted {
+            workload: self.clone(),
+        })
+    }
+
+    /// The scopes' decision alone; only after the conditions held.
+    fn decide_scopes(&self, cap: Capability, resource: &CanonicalPath) -> Result<Grant, Denial> {
         let mut deny: Option<u32> = None;
         let mut allowed = CapSet::default();
         self.matcher.for_each_match(resource, |i| {

@@ -97,11 +97,12 @@ struct Target<'r> {
 }
 
 impl Target<'_> {
-    /// The policy decision for `cap` on this resource, now.
-    fn decide(&self, cap: Capability, req: &Req<'_>) -> Result<Grant, ServiceError> {
+    /// The policy decision for `cap` on this resource (the conditions
+    /// held when the session was resolved, for this request).
+    fn decide(&self, cap: Capability) -> Result<Grant, ServiceError> {
         self.session
-            .workload()?
-            .decide(cap, &self.res, req.inc.peer, req.now)
+            .admitted
+            .decide(cap, &self.res)
             .map_err(|d| Denied::Policy(d).into())
     }
 }

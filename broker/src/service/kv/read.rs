@@ -43,8 +43,8 @@ impl Broker {
                 ServiceError::bad_request("invalid version: expected a positive integer")
             })?),
         };
-        let grant = t.decide(Capability::Read, req)?;
-        let workload = t.session.workload()?;
+        let grant = t.decide(Capability::Read)?;
+        let workload = t.session.workload();
         let secret = t
             .backend
             .read(&grant, version)
@@ -116,7 +116,7 @@ impl Broker {
     ) -> Result<Pending, ServiceError> {
         rec.op("kv.list");
         let t = self.kv_target(req, rec, shape, true).await?;
-        let grant = t.decide(Capability::List, req)?;
+        let grant = t.decide(Capability::List)?;
         let keys = t.backend.list(&grant).await?;
         if keys.is_empty() {
             return Err(ServiceError::NotFound("nothing to list"));
@@ -138,7 +138,7 @@ impl Broker {
             return Err(ServiceError::MethodNotAllowed("unsupported operation"));
         }
         let t = self.kv_target(req, rec, Shape::V2, false).await?;
-        let grant = t.decide(Capability::Read, req)?;
+        let grant = t.decide(Capability::Read)?;
         let versions = t
             .backend
             .metadata(&grant)

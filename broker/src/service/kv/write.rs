@@ -105,7 +105,7 @@ impl Broker {
             Shape::V1 => (req.json::<Map>()?, None),
         };
         let (grant, rule, cas, value) = if patch {
-            let grant = t.decide(Capability::Patch, req)?;
+            let grant = t.decide(Capability::Patch)?;
             t.backend.writes(WriteOp::Write)?;
             let current = t
                 .backend
@@ -128,10 +128,7 @@ impl Broker {
         } else {
             // `create` and `update` are separate capabilities; the store
             // enforces which applies in the statement that writes.
-            match (
-                t.decide(Capability::Create, req),
-                t.decide(Capability::Update, req),
-            ) {
+            match (t.decide(Capability::Create), t.decide(Capability::Update)) {
                 (Ok(g), Ok(_)) => (g, WriteRule::Any, cas, data),
                 (Ok(g), Err(_)) => (g, WriteRule::CreateOnly, cas, data),
                 (Err(_), Ok(g)) => (g, WriteRule::UpdateOnly, cas, data),
@@ -175,7 +172,7 @@ impl Broker {
     ) -> Result<Pending, ServiceError> {
         rec.op("kv.delete");
         let t = self.kv_target(req, rec, shape, false).await?;
-        let grant = t.decide(Capability::Delete, req)?;
+        let grant = t.decide(Capability::Delete)?;
         if t.backend.writes(WriteOp::Delete)? == WritePath::Upstream {
             self.write_ahead(rec).await?;
             t.backend.delete(&grant).await?;
