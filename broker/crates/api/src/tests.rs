@@ -75,7 +75,10 @@ fn revoke_request_sets_exactly_one_field() {
         read(json!({"prefix": "", "workload": "w"})).unwrap(),
         Some(RevokeTarget::Workload("w".into()))
     );
-    assert!(read(json!({"lease": "x"})).is_err(), "unknown fields refused");
+    assert!(
+        read(json!({"lease": "x"})).is_err(),
+        "unknown fields refused"
+    );
 }
 
 #[test]

@@ -27,7 +27,11 @@ fn stored(time: chrono::DateTime<Utc>, full: bool) -> StoredEvent {
                 Decision::Denied
             },
             status: if full { 200 } else { 403 },
-            reason: if full { String::new() } else { "out of scope".into() },
+            reason: if full {
+                String::new()
+            } else {
+                "out of scope".into()
+            },
             lease_ref: full.then(|| "ab".repeat(32)),
             attestation: if full {
                 json!({"iss": "https://issuer", "sub": "svc", "claims": {"ns": "pay"}})
