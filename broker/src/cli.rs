@@ -161,7 +161,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if report.ok {
                 println!(
                     "audit chain ok: {} events, head seq {}",
-                    report.events, report.head_seq
+                    report.events,
+                    report.head_seq.unwrap_or(0)
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -70,7 +70,7 @@ impl Answer {
             (Answer::Reply(r), _) => r,
             (Answer::Count, Outcome::Applied { affected }) => Reply::json(
                 200,
-                &Envelope::data(request_id, serde_json::json!({ "revoked": affected })),
+                &Envelope::data(request_id, leash_api::Revoked { revoked: affected }),
             ),
             (Answer::Written, Outcome::Written { version }) => Reply::json(
                 200,

@@ -422,6 +422,7 @@ mod tests {
             live_leases: 0,
             audit_events: 5,
             audit_head_seq: None,
+            ..Status::default()
         };
         let text = status_text(&s);
         assert!(

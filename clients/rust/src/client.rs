@@ -8,13 +8,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use leash_api::{AuditPage, RevokeRequest, RevokeTarget, Revoked};
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::path;
-use crate::types::{AuditEvents, Envelope, KeyList, KvData, Revoked};
+use crate::types::{Envelope, KeyList, KvData};
 use crate::{
     AuditEvent, AuditVerify, Auth, ClientError, KvSecret, LeaseInfo, LeaseRenewal, Status,
     TokenInfo,
@@ -322,29 +323,35 @@ impl LeashClient {
 
     /// `POST /v1/leash/leases/revoke {"lease_id"}`: how many were revoked.
     pub async fn admin_revoke_lease(&self, lease_id: &str) -> Result<u64, ClientError> {
-        self.admin_revoke(json!({ "lease_id": lease_id })).await
+        self.admin_revoke(RevokeTarget::Lease(lease_id.to_owned()))
+            .await
     }
 
     /// `POST /v1/leash/leases/revoke {"prefix"}`: how many were revoked.
     pub async fn admin_revoke_prefix(&self, prefix: &str) -> Result<u64, ClientError> {
-        self.admin_revoke(json!({ "prefix": prefix })).await
+        self.admin_revoke(RevokeTarget::Prefix(prefix.to_owned()))
+            .await
     }
 
     /// `POST /v1/leash/leases/revoke` `{"accessor"}`: revokes the token with
     /// this accessor and all its leases, on every replica. Returns how many
     /// tokens and leases were revoked.
     pub async fn admin_revoke_accessor(&self, accessor: &str) -> Result<u64, ClientError> {
-        self.admin_revoke(json!({ "accessor": accessor })).await
+        self.admin_revoke(RevokeTarget::Accessor(accessor.to_owned()))
+            .await
     }
 
     /// `POST /v1/leash/leases/revoke` `{"workload"}`: revokes every token of
     /// the workload and all their leases, on every replica. Returns how many
     /// tokens and leases were revoked.
     pub async fn admin_revoke_workload(&self, workload: &str) -> Result<u64, ClientError> {
-        self.admin_revoke(json!({ "workload": workload })).await
+        self.admin_revoke(RevokeTarget::Workload(workload.to_owned()))
+            .await
     }
 
-    async fn admin_revoke(&self, body: Value) -> Result<u64, ClientError> {
+    async fn admin_revoke(&self, target: RevokeTarget) -> Result<u64, ClientError> {
+        let body = serde_json::to_value(RevokeRequest::from(target))
+            .map_err(|e| ClientError::InvalidInput(e.to_string()))?;
         let env: Envelope<Revoked> = self
             .envelope(
                 Method::POST,
@@ -364,7 +371,7 @@ impl LeashClient {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, ClientError> {
         let url = format!("/v1/leash/audit?after={after}&limit={limit}");
-        let env: Envelope<AuditEvents> = self
+        let env: Envelope<AuditPage> = self
             .envelope(Method::GET, &url, None, TokenUse::Send)
             .await?;
         Ok(required(env.data, "data")?.events)

@@ -1,7 +1,9 @@
 //! Typed Rust client for the Leash HTTP API: the Vault-shaped workload API
 //! and the operator API under `/v1/leash/` (see `docs/api.md`).
 //!
-//! This crate owns the wire contract on the client side. A token or a secret
+//! This crate owns the workload API's wire contract on the client side; the
+//! operator API's types are `leash_api`'s, the same ones the broker
+//! serialises, re-exported here under their old names. A token or a secret
 //! value never appears in a `Debug` rendering, an error message or a URL:
 //! tokens travel only in the `X-Vault-Token` header (marked sensitive), lease
 //! ids travel in request bodies, and the types that hold a token or secret
@@ -18,6 +20,11 @@ pub mod test_server;
 
 pub use client::{LeashClient, RawResponse};
 pub use error::ClientError;
-pub use types::{
-    AuditEvent, AuditVerify, Auth, KvMetadata, KvSecret, LeaseInfo, LeaseRenewal, Status, TokenInfo,
+pub use types::{Auth, KvMetadata, KvSecret, LeaseInfo, LeaseRenewal, TokenInfo};
+
+/// The operator API's answers: the broker's own wire types (`leash-api`).
+/// [`AuditVerify`] is [`leash_api::ChainReport`].
+pub use leash_api::{
+    AuditEvent, ChainReport as AuditVerify, CommitPaths, CommitStatus, MountHealth, MountStatus,
+    SessionStatus, Status,
 };

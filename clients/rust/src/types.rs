@@ -1,4 +1,7 @@
-//! Typed answers of the Leash API, shaped exactly as `docs/api.md` says.
+//! Typed answers of the Vault-shaped workload API, shaped exactly as
+//! `docs/api.md` says. The operator API's types (`/v1/leash/`) are not
+//! here: they are `leash_api`'s, shared with the broker, and `lib.rs`
+//! re-exports them.
 //!
 //! Types that hold a token (`Auth::client_token`, `TokenInfo::id`) or secret
 //! data (`KvSecret::data`) implement `Debug` by hand and redact those fields;
@@ -267,93 +270,4 @@ impl fmt::Debug for TokenInfo {
             .field("token_type", &self.token_type)
             .finish()
     }
-}
-
-/// `data` of `GET /v1/leash/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// The broker's version.
-    pub version: String,
-    /// The store kind (e.g. `postgres`, `sqlite`).
-    pub store: String,
-    /// Whether the store answered.
-    pub store_ok: bool,
-    /// Configured workloads.
-    pub workloads: u64,
-    /// Live (unexpired, unrevoked) tokens.
-    pub live_tokens: u64,
-    /// Live leases.
-    pub live_leases: u64,
-    /// Audit events recorded.
-    pub audit_events: u64,
-    /// The seq of the last audit event (absent or `null` when there is none).
-    #[serde(default)]
-    pub audit_head_seq: Option<i64>,
-}
-
-/// One audit event from `GET /v1/leash/audit`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditEvent {
-    /// Position in the chain, from 1.
-    pub seq: i64,
-    /// The request id the caller received.
-    pub request_id: String,
-    /// RFC 3339 time the broker received the request.
-    pub time: String,
-    /// The caller's token accessor, when a token was resolved.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// The workload, or the role named at login.
-    #[serde(default)]
-    pub workload: Option<String>,
-    /// The peer address.
-    #[serde(default)]
-    pub peer: String,
-    /// What was asked, e.g. `kv.read`.
-    pub operation: String,
-    /// The HTTP method.
-    pub method: String,
-    /// The canonical path.
-    pub path: String,
-    /// `allowed`, `denied` or `error`.
-    pub decision: String,
-    /// The HTTP status the caller received.
-    pub status: u16,
-    /// Why, in words.
-    #[serde(default)]
-    pub reason: String,
-    /// The keyed digest of the lease involved, if any.
-    #[serde(default)]
-    pub lease_ref: Option<String>,
-    /// What was proven about the caller (a JSON object).
-    #[serde(default)]
-    pub attestation: Value,
-}
-
-/// `data` of `GET /v1/leash/audit`.
-#[derive(Deserialize)]
-pub(crate) struct AuditEvents {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub(crate) events: Vec<AuditEvent>,
-}
-
-/// `data` of `POST /v1/leash/leases/revoke`.
-#[derive(Deserialize)]
-pub(crate) struct Revoked {
-    pub(crate) revoked: u64,
-}
-
-/// `data` of `GET /v1/leash/audit/verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditVerify {
-    /// Whether the whole chain verified.
-    pub ok: bool,
-    /// Events checked.
-    pub events: u64,
-    /// The head seq, when the chain verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_seq: Option<i64>,
-    /// Where and why the chain broke, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
