@@ -11,6 +11,21 @@
 //! token committed; a gap or fork in the audit chain, even with several
 //! replicas; SQL built from values; a secret value, token or lease id in
 //! clear anywhere in the database; a database message in a `Display` string.
+//!
+//! Layout. The code both databases share is written once, generic over the
+//! database, and each backend is a plain implementation of [`Store`] that
+//! calls it:
+//!
+//! - `commit` — a batch of units in one general transaction, and the audit
+//!   chain; `mutation` — what each mutation does; `read` — lookups, the
+//!   audit log, counts, reaping; `kv` — the built-in secret store.
+//! - `dialect` — what differs between the databases (the `Dialect` trait);
+//!   `query` — sqlx's query API over either database, with the bounds that
+//!   needs gathered in one place; `sql` and `codec` — the shared statements
+//!   and row layouts.
+//! - `postgres` and `sqlite` — the pools, the migrations, each `Dialect`,
+//!   each `Store`; PostgreSQL's one-statement commit; `feed` — its
+//!   revocation announcements.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,11 +38,15 @@ use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
 use serde::Serialize;
 
 mod codec;
+mod commit;
+mod dialect;
 mod error;
 mod feed;
 mod kv;
+mod mutation;
 mod postgres;
-mod shared;
+mod query;
+mod read;
 mod sql;
 mod sqlite;
 
