@@ -490,7 +490,7 @@ impl Broker {
                     _ => None,
                 };
                 let unit = CommitUnit {
-                    mutation: p.mutation,
+                    mutations: p.mutation.into_iter().collect(),
                     event: ctx.event,
                     on_refusal: p.refusal,
                 };

@@ -2,10 +2,11 @@
 //! written as one general transaction, and the chaining of their audit
 //! events.
 //!
-//! Owns: the order of work inside a commit — each unit's mutation, in unit
-//! order (runs of inserts written together); then the audit head; then
-//! every unit's final event, chained from that head; then the new head —
-//! and which units may be written together ([`batchable`]).
+//! Owns: the order of work inside a commit — each unit's mutations (its
+//! own, then its consequences), in unit order (runs of inserts written
+//! together); then the audit head; then every unit's final event, chained
+//! from that head; then the new head — and which units may be written
+//! together ([`batchable`]).
 //! Must never happen: a unit's event written without its mutation (or the
 //! reverse); the head read before the mutations (a lock cycle through the
 //! head could then form); an event chained from anything but the head read
@@ -37,45 +38,71 @@ pub(crate) struct ChainedEvent<'a> {
 /// after them.
 pub(crate) type Chained<'a> = (Vec<ChainedEvent<'a>>, Vec<Committed>, (i64, Digest));
 
+/// What a unit's mutations did: the request's own mutation's outcome, and
+/// the rows its consequences changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UnitOutcome {
+    /// The outcome of the unit's first mutation ([`Outcome::Recorded`]
+    /// without one): it decides the unit's final event.
+    pub own: Outcome,
+    /// The rows the mutations after it changed.
+    pub consequences_affected: u64,
+}
+
+impl UnitOutcome {
+    /// A unit without consequences.
+    pub(crate) fn only(own: Outcome) -> Self {
+        Self {
+            own,
+            consequences_affected: 0,
+        }
+    }
+}
+
 /// A commit's audit rows, chained after `head`: each unit's final event
-/// for its outcome at the next seq.
+/// for its own mutation's outcome at the next seq.
 pub(crate) fn chain<'a>(
     hasher: &KeyedHasher,
     units: &'a [CommitUnit],
-    outcomes: impl IntoIterator<Item = Outcome>,
+    outcomes: impl IntoIterator<Item = UnitOutcome>,
     head: (i64, Digest),
 ) -> Result<Chained<'a>, StoreError> {
     let (mut seq, mut prev) = head;
     let mut events = Vec::with_capacity(units.len());
     let mut out = Vec::with_capacity(units.len());
-    for (unit, outcome) in units.iter().zip(outcomes) {
-        let event = unit.final_event(&outcome);
+    for (unit, done) in units.iter().zip(outcomes) {
+        let event = unit.final_event(&done.own);
         seq = seq
             .checked_add(1)
             .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
         let mac = event.chain_mac(hasher, &prev, seq);
         prev = mac;
         events.push(ChainedEvent { seq, event, mac });
-        out.push(Committed { seq, outcome });
+        out.push(Committed {
+            seq,
+            outcome: done.own,
+            consequences_affected: done.consequences_affected,
+        });
     }
     Ok((events, out, (seq, prev)))
 }
 
 /// Whether a unit belongs to a run written with multi-row statements: it
-/// records only, or inserts a token or a lease. Within such a run no unit
-/// can change another's outcome (a lease needs a token a client already
-/// holds, so never one inserted in the same run), so its rows may be
-/// written together.
+/// records only, or its one mutation inserts a token or a lease (a unit
+/// with consequences never does). Within such a run no unit can change
+/// another's outcome (a lease needs a token a client already holds, so
+/// never one inserted in the same run), so its rows may be written
+/// together.
 pub(crate) fn batchable(unit: &CommitUnit) -> bool {
     matches!(
-        unit.mutation,
-        None | Some(Mutation::InsertToken(_)) | Some(Mutation::InsertLease(_))
+        unit.mutations.as_slice(),
+        [] | [Mutation::InsertToken(_)] | [Mutation::InsertLease(_)]
     )
 }
 
 /// Writes `units` in one general transaction on `writer`: the mutations
-/// first, in unit order, then the audit head, then the chained events and
-/// the new head. Returns what each unit's caller is told and the head the
+/// first, in unit order (each unit's own, then its consequences), then the
+/// audit head, then the chained events and the new head. Returns what each unit's caller is told and the head the
 /// commit left. On any error nothing is committed.
 pub(crate) async fn general<DB: Dialect>(
     writer: &Pool<DB>,
@@ -97,12 +124,10 @@ pub(crate) async fn general<DB: Dialect>(
         let n = rest.iter().take_while(|u| batchable(u)).count().max(1);
         let (now, later) = rest.split_at(n);
         if batchable(&now[0]) {
-            outcomes.extend(apply_run::<DB>(&mut tx, now).await?);
+            let run = apply_run::<DB>(&mut tx, now).await?;
+            outcomes.extend(run.into_iter().map(UnitOutcome::only));
         } else {
-            let m = now[0].mutation.as_ref().ok_or_else(|| {
-                StoreError::corrupt("commit", "unbatchable unit without mutation")
-            })?;
-            outcomes.push(apply::<DB>(&mut tx, m).await?);
+            outcomes.push(apply_unit::<DB>(&mut tx, &now[0]).await?);
         }
         rest = later;
     }
@@ -119,6 +144,26 @@ pub(crate) async fn general<DB: Dialect>(
     Ok((out, (seq, prev)))
 }
 
+/// Applies one unit's mutations in order: its own, then each consequence,
+/// whatever the outcome of the one before.
+async fn apply_unit<DB: Dialect>(
+    conn: &mut DB::Connection,
+    unit: &CommitUnit,
+) -> Result<UnitOutcome, StoreError> {
+    let Some((own, consequences)) = unit.mutations.split_first() else {
+        return Ok(UnitOutcome::only(Outcome::Recorded));
+    };
+    let own = apply::<DB>(&mut *conn, own).await?;
+    let mut consequences_affected = 0;
+    for m in consequences {
+        consequences_affected += apply::<DB>(&mut *conn, m).await?.affected();
+    }
+    Ok(UnitOutcome {
+        own,
+        consequences_affected,
+    })
+}
+
 /// Applies a run of [`batchable`] units: their tokens in one statement,
 /// then their leases in one; returns their outcomes in order.
 async fn apply_run<DB: Dialect>(
@@ -127,7 +172,7 @@ async fn apply_run<DB: Dialect>(
 ) -> Result<Vec<Outcome>, StoreError> {
     let tokens: Vec<&TokenRecord> = run
         .iter()
-        .filter_map(|u| match &u.mutation {
+        .filter_map(|u| match u.own() {
             Some(Mutation::InsertToken(t)) => Some(t),
             _ => None,
         })
@@ -137,7 +182,7 @@ async fn apply_run<DB: Dialect>(
     }
     let leases: Vec<&LeaseRecord> = run
         .iter()
-        .filter_map(|u| match &u.mutation {
+        .filter_map(|u| match u.own() {
             Some(Mutation::InsertLease(l)) => Some(l),
             _ => None,
         })
@@ -150,7 +195,7 @@ async fn apply_run<DB: Dialect>(
     .into_iter();
     let mut out = Vec::with_capacity(run.len());
     for unit in run {
-        out.push(match &unit.mutation {
+        out.push(match unit.own() {
             None => Outcome::Recorded,
             Some(Mutation::InsertToken(_)) => Outcome::Applied { affected: 1 },
             _ => lease_outcome(inserted.next().unwrap_or(false)),

@@ -70,9 +70,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Applies every unit in one transaction, in order: for each unit its
-    /// (conditional) mutation, then its final event
-    /// ([`CommitUnit::final_event`]) at the next audit seq, chained to the
-    /// previous one; then moves the audit head and commits. Returns one
+    /// (conditional) mutations — the request's own, then its consequences
+    /// (see [`CommitUnit`]) — then its final event
+    /// ([`CommitUnit::final_event`], decided by the request's own
+    /// mutation) at the next audit seq, chained to the previous one; then
+    /// moves the audit head and commits. Returns one
     /// [`Committed`] per unit, in the same order. On any error nothing is
     /// committed. Returns only once the commit is durable.
     async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {

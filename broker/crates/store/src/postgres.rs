@@ -35,7 +35,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::query::Query;
 
 use crate::codec::{EventColumns, LeaseColumns, TokenColumns};
-use crate::commit::{self, ChainedEvent};
+use crate::commit::{self, ChainedEvent, UnitOutcome};
 use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
 use crate::{
@@ -316,10 +316,10 @@ fn bind_events<'q>(q: PgQuery<'q>, c: EventColumns<'q>) -> PgQuery<'q> {
 }
 
 /// The whole commit in one autocommit statement ([`COMMIT_BATCH`]), when
-/// every unit only records, inserts a token or inserts a lease, and this
-/// replica knows the head its last commit left: the events are chained in
-/// advance as if every insert applies, and the database checks that under
-/// the head's lock. `None` (nothing written) when it does not apply or the
+/// every unit only records, inserts a token or inserts a lease (and has no
+/// consequences), and this replica knows the head its last commit left:
+/// the events are chained in advance as if every insert applies, and the
+/// database checks that under the head's lock. `None` (nothing written) when it does not apply or the
 /// check failed (another replica committed meanwhile, or a token was
 /// revoked); the general transaction then writes the batch.
 async fn fast_commit(
@@ -330,18 +330,20 @@ async fn fast_commit(
     let mut leases = Vec::new();
     let mut outcomes = Vec::with_capacity(units.len());
     for u in units {
-        outcomes.push(match &u.mutation {
-            None => Outcome::Recorded,
-            Some(Mutation::InsertToken(t)) => {
+        // Exactly the units `commit::batchable` accepts.
+        let own = match u.mutations.as_slice() {
+            [] => Outcome::Recorded,
+            [Mutation::InsertToken(t)] => {
                 tokens.push(t);
                 Outcome::Applied { affected: 1 }
             }
-            Some(Mutation::InsertLease(l)) => {
+            [Mutation::InsertLease(l)] => {
                 leases.push(l);
                 Outcome::Applied { affected: 1 }
             }
-            Some(_) => return Ok(None),
-        });
+            _ => return Ok(None),
+        };
+        outcomes.push(UnitOutcome::only(own));
     }
     // Chained under the lock, and the prediction moved to this batch's end
     // before it is sent, so a batch taken meanwhile (a second writer)

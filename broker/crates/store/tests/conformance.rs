@@ -299,7 +299,7 @@ mod cases {
         let l = lease(&unknown, "secret/data/x");
         let out = s
             .commit(&[CommitUnit {
-                mutation: Some(Mutation::InsertLease(l)),
+                mutations: vec![Mutation::InsertLease(l)],
                 event: event("kv.read"),
                 on_refusal: None,
             }])

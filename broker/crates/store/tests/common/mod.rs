@@ -352,7 +352,7 @@ pub fn unit(m: Mutation) -> CommitUnit {
         Mutation::KvDelete { .. } => "kv.delete",
     };
     CommitUnit {
-        mutation: Some(m),
+        mutations: vec![m],
         event: event(op),
         on_refusal: Some(Refusal {
             status: 400,
