@@ -164,8 +164,8 @@ pub(crate) async fn delete_latest<DB: Dialect>(
         .await
 }
 
-/// [`Store::kv_put`](crate::Store::kv_put): a new version, unconditionally,
-/// in a write transaction of its own on `writer`.
+/// [`KvStore::kv_put`](crate::KvStore::kv_put): a new version,
+/// unconditionally, in a write transaction of its own on `writer`.
 pub(crate) async fn put<DB: Dialect>(
     writer: &Pool<DB>,
     mount: &str,
@@ -192,7 +192,7 @@ pub(crate) async fn put<DB: Dialect>(
     codec::version(v)
 }
 
-/// [`Store::kv_get`](crate::Store::kv_get).
+/// [`KvStore::kv_get`](crate::KvStore::kv_get).
 pub(crate) async fn get<DB: Dialect>(
     readers: &Pool<DB>,
     mount: &str,
@@ -222,7 +222,7 @@ pub(crate) async fn get<DB: Dialect>(
     row.map(KvVersion::try_from).transpose()
 }
 
-/// [`Store::kv_versions`](crate::Store::kv_versions).
+/// [`KvStore::kv_versions`](crate::KvStore::kv_versions).
 pub(crate) async fn versions<DB: Dialect>(
     readers: &Pool<DB>,
     mount: &str,
@@ -236,7 +236,7 @@ pub(crate) async fn versions<DB: Dialect>(
     rows.into_iter().map(KvVersionMeta::try_from).collect()
 }
 
-/// [`Store::kv_list`](crate::Store::kv_list).
+/// [`KvStore::kv_list`](crate::KvStore::kv_list).
 pub(crate) async fn list<DB: Dialect>(
     readers: &Pool<DB>,
     mount: &str,

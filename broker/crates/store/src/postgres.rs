@@ -39,7 +39,8 @@ use crate::commit::{self, ChainedEvent, UnitOutcome};
 use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
 use crate::{
-    CommitPaths, PoolOptions, Revocation, RevocationFeed, Store, StoreError, StoreStats, feed, read,
+    AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
+    StoreError, StoreStats, feed, read,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
@@ -512,18 +513,13 @@ impl Store for PgStore {
         Ok(Some(RevocationFeed::listen(&self.pool).await?))
     }
 
-    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
-        read::token(&self.pool, hash).await
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        read::stats(&self.pool, now).await
     }
+}
 
-    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
-        read::lease(&self.pool, hash).await
-    }
-
-    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        read::reap(&self.pool, before).await
-    }
-
+#[async_trait]
+impl AuditLog for PgStore {
     async fn audit_events(
         &self,
         after_seq: i64,
@@ -535,11 +531,25 @@ impl Store for PgStore {
     async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
         read::audit_head(&self.pool).await
     }
+}
 
-    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
-        read::stats(&self.pool, now).await
+#[async_trait]
+impl Leases for PgStore {
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+        read::token(&self.pool, hash).await
     }
 
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
+        read::lease(&self.pool, hash).await
+    }
+
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        read::reap(&self.pool, before).await
+    }
+}
+
+#[async_trait]
+impl KvStore for PgStore {
     async fn kv_put(
         &self,
         mount: &str,

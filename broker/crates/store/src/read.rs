@@ -23,7 +23,7 @@ pub(crate) async fn ping<DB: Dialect>(readers: &Pool<DB>) -> Result<(), StoreErr
     Ok(())
 }
 
-/// [`Store::token`](crate::Store::token).
+/// [`Leases::token`](crate::Leases::token).
 pub(crate) async fn token<DB: Dialect>(
     readers: &Pool<DB>,
     hash: &Digest,
@@ -35,7 +35,7 @@ pub(crate) async fn token<DB: Dialect>(
     row.map(TokenRecord::try_from).transpose()
 }
 
-/// [`Store::lease`](crate::Store::lease).
+/// [`Leases::lease`](crate::Leases::lease).
 pub(crate) async fn lease<DB: Dialect>(
     readers: &Pool<DB>,
     hash: &Digest,
@@ -47,7 +47,7 @@ pub(crate) async fn lease<DB: Dialect>(
     row.map(LeaseRecord::try_from).transpose()
 }
 
-/// [`Store::reap`](crate::Store::reap), in transactions on `writer`.
+/// [`Leases::reap`](crate::Leases::reap), in transactions on `writer`.
 pub(crate) async fn reap<DB: Dialect>(
     writer: &Pool<DB>,
     before: DateTime<Utc>,
@@ -76,7 +76,7 @@ pub(crate) async fn reap<DB: Dialect>(
     Ok(total)
 }
 
-/// [`Store::audit_events`](crate::Store::audit_events).
+/// [`AuditLog::audit_events`](crate::AuditLog::audit_events).
 pub(crate) async fn audit_events<DB: Dialect>(
     readers: &Pool<DB>,
     after_seq: i64,
@@ -90,7 +90,7 @@ pub(crate) async fn audit_events<DB: Dialect>(
     rows.into_iter().map(StoredEvent::try_from).collect()
 }
 
-/// [`Store::audit_head`](crate::Store::audit_head).
+/// [`AuditLog::audit_head`](crate::AuditLog::audit_head).
 pub(crate) async fn audit_head<DB: Dialect>(
     readers: &Pool<DB>,
 ) -> Result<Option<(i64, Digest)>, StoreError> {

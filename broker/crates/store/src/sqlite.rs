@@ -34,7 +34,8 @@ use crate::commit::{self, ChainedEvent};
 use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
 use crate::{
-    CommitPaths, PoolOptions, Revocation, RevocationFeed, Store, StoreError, StoreStats, read, sql,
+    AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
+    StoreError, StoreStats, read, sql,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/sqlite");
@@ -278,18 +279,13 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
-    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
-        read::token(&self.readers, hash).await
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        read::stats(&self.readers, now).await
     }
+}
 
-    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
-        read::lease(&self.readers, hash).await
-    }
-
-    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        read::reap(&self.writer, before).await
-    }
-
+#[async_trait]
+impl AuditLog for SqliteStore {
     async fn audit_events(
         &self,
         after_seq: i64,
@@ -301,11 +297,25 @@ impl Store for SqliteStore {
     async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
         read::audit_head(&self.readers).await
     }
+}
 
-    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
-        read::stats(&self.readers, now).await
+#[async_trait]
+impl Leases for SqliteStore {
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+        read::token(&self.readers, hash).await
     }
 
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
+        read::lease(&self.readers, hash).await
+    }
+
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        read::reap(&self.writer, before).await
+    }
+}
+
+#[async_trait]
+impl KvStore for SqliteStore {
     async fn kv_put(
         &self,
         mount: &str,
