@@ -155,6 +155,8 @@ pub struct Options {
     pub shared_keys: Option<PathBuf>,
     /// How long a cached token record is trusted (`[sessions] cache_ttl`).
     pub session_ttl: Option<Duration>,
+    /// The detectors; default: the ones Leash ships.
+    pub detectors: Option<leash_broker::detect::Detectors>,
 }
 
 impl Default for Options {
@@ -170,6 +172,7 @@ impl Default for Options {
             seed_shared_pg: false,
             shared_keys: None,
             session_ttl: None,
+            detectors: None,
         }
     }
 }
@@ -307,7 +310,8 @@ impl TestBroker {
         }
 
         let clock = opts.clock.clone();
-        let app = App::build(&settings, clock.clone() as Arc<dyn Clock>)
+        let detectors = opts.detectors.clone().unwrap_or_default();
+        let app = App::build_with(&settings, clock.clone() as Arc<dyn Clock>, detectors)
             .await
             .unwrap();
         if opts.shared_pg.is_none() || opts.seed_shared_pg {

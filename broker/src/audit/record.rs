@@ -23,6 +23,7 @@ pub(crate) struct Record {
     event: AuditEvent,
     /// The caller's token, once resolved (or being issued).
     token: Option<Arc<TokenRecord>>,
+    peer: IpAddr,
 }
 
 impl Record {
@@ -56,6 +57,7 @@ impl Record {
                 attestation: serde_json::Value::Object(Default::default()),
             },
             token: None,
+            peer,
         }
     }
 
@@ -127,22 +129,30 @@ impl Record {
         self.event.lease_ref = Some(lease.to_hex());
     }
 
-    /// The event of an allowed request answered with `status`.
-    pub(crate) fn allowed(mut self, status: u16) -> AuditEvent {
+    /// The peer address.
+    pub(crate) fn peer(&self) -> IpAddr {
+        self.peer
+    }
+
+    /// Settles the event as an allowed request answered with `status`.
+    pub(crate) fn allow(&mut self, status: u16) {
         self.event.status = status;
         self.event.decision = Decision::Allowed;
         if self.event.reason.is_empty() {
             self.event.reason = "ok".into();
         }
-        self.event
     }
 
-    /// The event of a request refused (or failed) with `status`, for
-    /// `reason` (already escaped).
-    pub(crate) fn refused(mut self, decision: Decision, status: u16, reason: String) -> AuditEvent {
+    /// Settles the event as a request refused (or failed) with `status`,
+    /// for `reason` (already escaped).
+    pub(crate) fn refuse(&mut self, decision: Decision, status: u16, reason: String) {
         self.event.status = status;
         self.event.decision = decision;
         self.event.reason = reason;
+    }
+
+    /// The event, to commit.
+    pub(crate) fn into_event(self) -> AuditEvent {
         self.event
     }
 }

@@ -88,6 +88,11 @@ impl Detectors {
         Self { list }
     }
 
+    /// Whether there are none (then nothing is observed at all).
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// What every detector finds in `o`.
     pub async fn observe(&self, o: &Observation<'_>) -> Vec<Finding> {
         let mut findings = Vec::new();

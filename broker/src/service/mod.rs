@@ -29,12 +29,12 @@ use std::sync::Arc;
 
 use chrono::SubsecRound;
 use leash_backend::SecretBackend;
-use leash_domain::{Clock, CommitUnit, Decision, KeyedHasher, Outcome, Refusal};
+use leash_domain::{Clock, CommitUnit, Decision, KeyedHasher, Mutation, Outcome, Refusal};
 use leash_store::Store;
 
 use crate::attest::{Session, Sessions};
 use crate::audit::{Committer, Record};
-use crate::detect::Detectors;
+use crate::detect::{Detectors, Observation, Refusal as Refused};
 use crate::lease::fanout;
 use crate::policies::PolicyHandle;
 use crate::wire::Reply;
@@ -107,63 +107,97 @@ impl Broker {
         self.backends.get(mount).map(|b| b.kv_version())
     }
 
-    /// Commits a routed request's outcome — its audit event, and its
-    /// mutation if it succeeded — and says what the caller gets: the reply,
-    /// or the error to render (already audited, except
-    /// [`ServiceError::AuditUnavailable`], which is what failed).
+    /// Commits a routed request's outcome — its audit event, its mutation
+    /// if it succeeded, and the consequences of whatever the detectors found
+    /// in it — and says what the caller gets: the reply, or the error to
+    /// render (already audited, except [`ServiceError::AuditUnavailable`],
+    /// which is what failed).
     pub(crate) async fn finish(
         &self,
-        rec: Record,
-        result: Result<Pending, ServiceError>,
+        mut rec: Record,
+        mut result: Result<Pending, ServiceError>,
     ) -> Result<Reply, ServiceError> {
-        let p = match result {
-            Ok(p) => p,
+        match &result {
+            Ok(p) => rec.allow(p.answer.status()),
             Err(e) => {
                 let decision = if e.is_failure() {
                     Decision::Error
                 } else {
                     Decision::Denied
                 };
-                let event = rec.refused(decision, e.status(), e.audit_reason());
-                return match self.committer.commit(CommitUnit::event(event)).await {
-                    Ok(_) => Err(e),
-                    Err(c) => {
-                        e.log();
-                        Err(ServiceError::AuditUnavailable(Box::new(c)))
-                    }
-                };
+                rec.refuse(decision, e.status(), e.audit_reason());
             }
-        };
+        }
+        let consequences = self.detect(&rec, result.as_ref().err()).await;
         let request_id = rec.request_id().to_owned();
         let time = rec.now();
-        let event = rec.allowed(p.answer.status());
-        let revokes = p
-            .mutation
-            .as_ref()
-            .filter(|m| fanout::revokes_tokens(m))
-            .cloned();
-        let planned = p.if_not_applied;
-        let on_refusal = p.if_not_applied_refusal();
+        let (mutation, on_refusal) = match &mut result {
+            Ok(p) => {
+                let on_refusal = p.if_not_applied_refusal();
+                (p.mutation.take(), on_refusal)
+            }
+            Err(_) => (None, None),
+        };
         let unit = CommitUnit {
-            mutation: p.mutation,
-            event,
+            mutation,
+            consequences,
+            event: rec.into_event(),
             on_refusal,
         };
+        // What this replica must evict once the unit has committed.
+        let revokes: Vec<Mutation> = unit
+            .mutations()
+            .filter(|m| fanout::revokes_tokens(m))
+            .cloned()
+            .collect();
         let committed = self.committer.commit(unit).await;
-        // Before the reply: this replica's next request must not find the
+        // Before the reply: this replica's next request must not find a
         // revoked token in its cache. (Others evict on the announcement the
         // commit carried.) Also on a failed commit, which may have committed
         // after all.
-        if let Some(m) = &revokes {
+        for m in &revokes {
             self.sessions.cache().evict_for(m);
         }
-        match committed {
-            Ok(c) => match c.outcome {
-                Outcome::NotApplied(why) => Err(ServiceError::NotApplied { planned, why }),
-                outcome => Ok(p.answer.render(&request_id, time, outcome)),
-            },
-            Err(e) => Err(ServiceError::AuditUnavailable(Box::new(e))),
+        let committed = match committed {
+            Ok(c) => c,
+            Err(c) => {
+                if let Err(e) = &result {
+                    e.log();
+                }
+                return Err(ServiceError::AuditUnavailable(Box::new(c)));
+            }
+        };
+        let p = result?;
+        match committed.outcome {
+            Outcome::NotApplied(why) => Err(ServiceError::NotApplied {
+                planned: p.if_not_applied,
+                why,
+            }),
+            outcome => Ok(p.answer.render(&request_id, time, outcome)),
         }
+    }
+
+    /// Runs the detectors on a settled record; returns the mutations their
+    /// findings call for, to commit with its event.
+    async fn detect(&self, rec: &Record, refused: Option<&ServiceError>) -> Vec<Mutation> {
+        if self.detectors.is_empty() {
+            return Vec::new();
+        }
+        let observation = Observation {
+            event: rec.event(),
+            token: rec.token().map(|t| &**t),
+            peer: rec.peer(),
+            refusal: refused.map(|e| Refused {
+                kind: e.kind(),
+                policy: e.policy_denial(),
+            }),
+        };
+        self.detectors
+            .observe(&observation)
+            .await
+            .into_iter()
+            .flat_map(|f| f.consequences)
+            .collect()
     }
 }
 

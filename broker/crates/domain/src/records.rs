@@ -1,11 +1,13 @@
 //! Tokens, leases and the units of work the store commits.
 //!
 //! Every request ends in exactly one [`CommitUnit`]: an audit event and, for
-//! requests that change state, one [`Mutation`]. The store applies the
-//! mutation and inserts the event in one transaction. Mutations that extend
-//! access are conditional (the token must still be live, the lease still
-//! owned and unrevoked); when the condition fails the store records the
-//! event as a refusal instead, so the audit log always says what happened.
+//! requests that change state, its [`Mutation`] — followed by any
+//! consequences (a revocation a finding calls for). The store applies the
+//! mutations and inserts the event in one transaction. Mutations that
+//! extend access are conditional (the token must still be live, the lease
+//! still owned and unrevoked); when the request's own mutation does not
+//! apply the store records the event as a refusal instead, so the audit log
+//! always says what happened.
 
 use std::collections::BTreeMap;
 
@@ -281,15 +283,31 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// One request's worth of work for the store.
+/// One request's worth of work for the store: its audit event and the
+/// mutations committed with it, in one transaction.
+///
+/// `mutation`, if any, is the request's own. Its outcome is
+/// [`Committed::outcome`] and decides the event recorded
+/// ([`CommitUnit::final_event`]): the caller's event when it applied, or
+/// the event rewritten as a refusal ([`CommitUnit::on_refusal`]) when it
+/// did not. Each of `consequences` is a consequence of the request (a
+/// revocation a detector's finding calls for): applied after the request's
+/// own, in order, in the same transaction, whatever its outcome was (a
+/// refused renewal still gets its identity revoked; a refused request with
+/// no mutation of its own still gets its consequences), and never changing
+/// the event. The rows the consequences changed are
+/// [`Committed::consequences_affected`]. A consequence that revokes a token
+/// announces it to the other replicas exactly as a first mutation does.
 #[derive(Debug, Clone)]
 pub struct CommitUnit {
-    /// The change, if the request changes state.
+    /// The request's own mutation, if the request changes state.
     pub mutation: Option<Mutation>,
+    /// What must happen because of the request, after its own mutation.
+    pub consequences: Vec<Mutation>,
     /// The audit event, written as allowed/denied by the caller.
     pub event: AuditEvent,
-    /// How to rewrite the event if the mutation does not apply. Without it
-    /// the event is recorded as denied with status 403.
+    /// How to rewrite the event if the request's own mutation does not
+    /// apply. Without it the event is recorded as denied with status 403.
     pub on_refusal: Option<Refusal>,
 }
 
@@ -298,14 +316,37 @@ impl CommitUnit {
     pub fn event(event: AuditEvent) -> Self {
         Self {
             mutation: None,
+            consequences: Vec::new(),
             event,
             on_refusal: None,
         }
     }
 
-    /// The event the store must record for `outcome`: the caller's event
-    /// when the mutation applied (or there was none), otherwise the event
-    /// rewritten as a refusal.
+    /// A unit whose request makes one change, `mutation`, refused as
+    /// `on_refusal` says if it does not apply.
+    pub fn new(mutation: Mutation, event: AuditEvent, on_refusal: Option<Refusal>) -> Self {
+        Self {
+            mutation: Some(mutation),
+            consequences: Vec::new(),
+            event,
+            on_refusal,
+        }
+    }
+
+    /// The request's own mutation, if any.
+    pub fn own(&self) -> Option<&Mutation> {
+        self.mutation.as_ref()
+    }
+
+    /// Every mutation of the unit, in the order they apply: the request's
+    /// own, then its consequences.
+    pub fn mutations(&self) -> impl Iterator<Item = &Mutation> {
+        self.mutation.iter().chain(&self.consequences)
+    }
+
+    /// The event the store must record for `outcome`, the outcome of the
+    /// request's own mutation: the caller's event when it applied (or there
+    /// was none), otherwise the event rewritten as a refusal.
     pub fn final_event(&self, outcome: &Outcome) -> std::borrow::Cow<'_, AuditEvent> {
         let Outcome::NotApplied(why) = outcome else {
             return std::borrow::Cow::Borrowed(&self.event);
@@ -321,8 +362,8 @@ impl CommitUnit {
 }
 
 impl CommitUnit {
-    /// What the caller gets, and the log records, when the mutation did not
-    /// apply for `why`.
+    /// What the caller gets, and the log records, when the request's own
+    /// mutation did not apply for `why`.
     pub fn refusal_for(&self, why: NotApplied) -> Refusal {
         why.refusal(self.on_refusal.as_ref())
     }
@@ -352,6 +393,94 @@ pub enum Outcome {
 pub struct Committed {
     /// The audit event's position in the chain.
     pub seq: i64,
-    /// What the mutation did.
+    /// What the request's own mutation did ([`Outcome::Recorded`] without
+    /// one).
     pub outcome: Outcome,
+    /// The rows the unit's consequences changed, summed over them: each
+    /// one's [`Outcome::affected`]. 0 without consequences.
+    pub consequences_affected: u64,
+}
+
+impl Outcome {
+    /// The rows a mutation changed, as its outcome reports them: `affected`
+    /// when it applied (for a revocation, what it revoked), 1 for a KV
+    /// write, 0 when it did not apply or there was none.
+    pub fn affected(&self) -> u64 {
+        match self {
+            Outcome::Applied { affected } => *affected,
+            Outcome::Written { .. } => 1,
+            Outcome::Recorded | Outcome::NotApplied(_) => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Decision;
+
+    fn event() -> AuditEvent {
+        AuditEvent {
+            request_id: "req-1".into(),
+            time: DateTime::UNIX_EPOCH,
+            identity: Some("acc".into()),
+            workload: Some("w".into()),
+            peer: "127.0.0.1".into(),
+            operation: "lease.renew".into(),
+            method: "PUT".into(),
+            path: "sys/leases/renew".into(),
+            decision: Decision::Allowed,
+            status: 200,
+            reason: "ok".into(),
+            lease_ref: None,
+            attestation: serde_json::json!({}),
+        }
+    }
+
+    fn revoke(byte: u8) -> Mutation {
+        Mutation::RevokeToken {
+            token: Digest([byte; 32]),
+            now: DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn the_requests_own_mutation_applies_before_its_consequences() {
+        let u = CommitUnit::event(event());
+        assert_eq!(u.own(), None);
+        assert_eq!(u.mutations().count(), 0);
+        let mut u = CommitUnit::new(revoke(1), event(), None);
+        assert_eq!(u.own(), Some(&revoke(1)));
+        u.consequences.push(revoke(2));
+        u.consequences.push(revoke(3));
+        assert_eq!(u.own(), Some(&revoke(1)));
+        let all: Vec<&Mutation> = u.mutations().collect();
+        assert_eq!(all, vec![&revoke(1), &revoke(2), &revoke(3)]);
+        let mut refused = CommitUnit::event(event());
+        refused.consequences.push(revoke(2));
+        assert_eq!(
+            refused.own(),
+            None,
+            "a consequence is never the request's own"
+        );
+    }
+
+    #[test]
+    fn only_the_requests_own_outcome_rewrites_the_event() {
+        let mut u = CommitUnit::new(revoke(1), event(), None);
+        u.consequences.push(revoke(2));
+        let applied = Outcome::Applied { affected: 0 };
+        assert_eq!(*u.final_event(&applied), u.event);
+        let refused = u.final_event(&Outcome::NotApplied(NotApplied::LeaseNotFound));
+        assert_eq!((refused.decision, refused.status), (Decision::Denied, 403));
+        assert_eq!(refused.reason, "permission denied: lease not found");
+    }
+
+    #[test]
+    fn affected_counts_what_an_outcome_changed() {
+        assert_eq!(Outcome::Recorded.affected(), 0);
+        assert_eq!(Outcome::Applied { affected: 3 }.affected(), 3);
+        assert_eq!(Outcome::Written { version: 9 }.affected(), 1);
+        assert_eq!(Outcome::NotApplied(NotApplied::TokenNotLive).affected(), 0);
+    }
 }

@@ -7,15 +7,15 @@
 //! record anyway (it is [`StoreError::Corrupt`]), or a stored value is put
 //! into an error message.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use leash_domain::audit::{AuditEvent, Decision, StoredEvent};
-use leash_domain::crypto::{Digest, KeyedHasher};
-use leash_domain::records::{CommitUnit, Committed, LeaseRecord, NotApplied, Outcome, TokenRecord};
+use leash_domain::crypto::Digest;
+use leash_domain::records::{LeaseRecord, NotApplied, TokenRecord};
 
 use crate::StoreError;
+use crate::commit::ChainedEvent;
 use crate::kv::{KvVersion, KvVersionMeta};
 
 /// The rows deleted per transaction when reaping.
@@ -50,44 +50,6 @@ pub(crate) fn meta_json(meta: &BTreeMap<String, String>) -> Result<String, Store
 /// An attestation as stored JSON text.
 pub(crate) fn attestation_json(v: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(Box::new(e)))
-}
-
-/// An audit event at its place in the chain, ready to insert.
-pub(crate) struct ChainedEvent<'a> {
-    /// Its seq.
-    pub seq: i64,
-    /// The event as recorded (the unit's own, unless rewritten).
-    pub event: Cow<'a, AuditEvent>,
-    /// Its chain MAC.
-    pub mac: Digest,
-}
-
-/// A commit's audit rows, what each unit's caller is told, and the head
-/// after them.
-pub(crate) type Chained<'a> = (Vec<ChainedEvent<'a>>, Vec<Committed>, (i64, Digest));
-
-/// A commit's audit rows, chained after `head`: each unit's final event
-/// for its outcome at the next seq.
-pub(crate) fn chain<'a>(
-    hasher: &KeyedHasher,
-    units: &'a [CommitUnit],
-    outcomes: impl IntoIterator<Item = Outcome>,
-    head: (i64, Digest),
-) -> Result<Chained<'a>, StoreError> {
-    let (mut seq, mut prev) = head;
-    let mut events = Vec::with_capacity(units.len());
-    let mut out = Vec::with_capacity(units.len());
-    for (unit, outcome) in units.iter().zip(outcomes) {
-        let event = unit.final_event(&outcome);
-        seq = seq
-            .checked_add(1)
-            .ok_or_else(|| StoreError::corrupt("audit_head", "seq overflow"))?;
-        let mac = event.chain_mac(hasher, &prev, seq);
-        prev = mac;
-        events.push(ChainedEvent { seq, event, mac });
-        out.push(Committed { seq, outcome });
-    }
-    Ok((events, out, (seq, prev)))
 }
 
 /// Token rows as columns, for one multi-row insert.

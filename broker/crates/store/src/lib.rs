@@ -11,6 +11,21 @@
 //! token committed; a gap or fork in the audit chain, even with several
 //! replicas; SQL built from values; a secret value, token or lease id in
 //! clear anywhere in the database; a database message in a `Display` string.
+//!
+//! Layout. The code both databases share is written once, generic over the
+//! database, and each backend is a plain implementation of [`Store`] (and
+//! its parts [`AuditLog`], [`Leases`], [`KvStore`]) that calls it:
+//!
+//! - `commit` — a batch of units in one general transaction, and the audit
+//!   chain; `mutation` — what each mutation does; `read` — lookups, the
+//!   audit log, counts, reaping; `kv` — the built-in secret store.
+//! - `dialect` — what differs between the databases (the `Dialect` trait);
+//!   `query` — sqlx's query API over either database, with the bounds that
+//!   needs gathered in one place; `sql` and `codec` — the shared statements
+//!   and row layouts.
+//! - `postgres` and `sqlite` — the pools, the migrations, each `Dialect`,
+//!   each `Store`; PostgreSQL's one-statement commit; `feed` — its
+//!   revocation announcements.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,11 +38,15 @@ use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
 use serde::Serialize;
 
 mod codec;
+mod commit;
+mod dialect;
 mod error;
 mod feed;
 mod kv;
+mod mutation;
 mod postgres;
-mod shared;
+mod query;
+mod read;
 mod sql;
 mod sqlite;
 
@@ -37,9 +56,13 @@ pub use kv::{KvVersion, KvVersionMeta};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-/// Leash's state, in one database.
+/// Leash's state, in one database: the commit pipeline, and (as
+/// supertraits) the reads and writes outside it, by concern — the audit
+/// log ([`AuditLog`]), tokens and leases ([`Leases`]), the built-in secret
+/// store ([`KvStore`]). Held as `Arc<dyn Store>`; every method of the
+/// supertraits is callable on it.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AuditLog + Leases + KvStore + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn kind(&self) -> &'static str;
 
@@ -51,11 +74,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Applies every unit in one transaction, in order: for each unit its
-    /// (conditional) mutation, then its final event
-    /// ([`CommitUnit::final_event`]) at the next audit seq, chained to the
-    /// previous one; then moves the audit head and commits. Returns one
-    /// [`Committed`] per unit, in the same order. On any error nothing is
-    /// committed. Returns only once the commit is durable.
+    /// (conditional) mutations — the request's own, then its consequences
+    /// (see [`CommitUnit`]) — then its final event
+    /// ([`CommitUnit::final_event`], decided by the request's own
+    /// mutation) at the next audit seq, chained to the previous one; then
+    /// moves the audit head and commits. Returns one [`Committed`] per
+    /// unit, in the same order. On any error nothing is committed. Returns
+    /// only once the commit is durable.
     async fn commit(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
         let out = self.commit_unflushed(units).await?;
         self.flush().await?;
@@ -87,16 +112,14 @@ pub trait Store: Send + Sync + 'static {
     /// When `Ok(Some(_))` returns, the subscription is active.
     async fn subscribe(&self) -> Result<Option<RevocationFeed>, StoreError>;
 
-    /// The token with this digest, revoked or not.
-    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError>;
+    /// Counts of live tokens and leases at `now`, and of audit events.
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError>;
+}
 
-    /// The lease with this digest, revoked or not.
-    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError>;
-
-    /// Deletes tokens and leases that expired or were revoked before
-    /// `before` (and the leases of such tokens). Returns the rows deleted.
-    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
-
+/// The audit log, read back: the hash-chained events every commit writes
+/// (only [`Store::commit`] appends to it).
+#[async_trait::async_trait]
+pub trait AuditLog: Send + Sync {
     /// Up to `limit` audit events with `seq > after_seq`, ascending.
     async fn audit_events(
         &self,
@@ -106,10 +129,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last seq and MAC of the chain; `None` before the first event.
     async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError>;
+}
 
-    /// Counts of live tokens and leases at `now`, and of audit events.
-    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError>;
+/// Tokens and the leases they own, outside commits: lookups by digest, and
+/// reaping the dead ones (they are issued, renewed and revoked only by
+/// [`Store::commit`]).
+#[async_trait::async_trait]
+pub trait Leases: Send + Sync {
+    /// The token with this digest, revoked or not.
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError>;
 
+    /// The lease with this digest, revoked or not.
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError>;
+
+    /// Deletes tokens and leases that expired or were revoked before
+    /// `before` (and the leases of such tokens). Returns the rows deleted.
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// The built-in secret store's versions, sealed by the backend before they
+/// arrive (a write on a request's behalf is a [`Store::commit`] mutation).
+#[async_trait::async_trait]
+pub trait KvStore: Send + Sync {
     /// Stores a new version of a sealed secret; returns its number (1, 2, …).
     async fn kv_put(
         &self,

@@ -1,11 +1,13 @@
 //! The PostgreSQL store: production, shared by every broker replica.
 //!
 //! Owns: the connection pool (with `statement_timeout` on every
-//! connection), the embedded PostgreSQL migrations, and the PostgreSQL
-//! dialect of the commit transaction, whose code is shared with SQLite
-//! (`crate::shared`). Every commit applies its mutations, then locks the
-//! single `audit_head` row (`SELECT … FOR UPDATE`) and holds it only for its
-//! audit rows and its commit, so commits from all replicas (and concurrent
+//! connection), the embedded PostgreSQL migrations, the PostgreSQL
+//! [`Dialect`] of the code shared with SQLite (`crate::commit`,
+//! `crate::mutation`, `crate::read`, `crate::kv`), and the one-statement
+//! commit (`fast_commit`), tried before the general transaction. Every
+//! general commit applies its mutations, then locks the single
+//! `audit_head` row (`SELECT … FOR UPDATE`) and holds it only for its audit
+//! rows and its commit, so commits from all replicas (and concurrent
 //! batches of one replica) write one gap-free chain in commit order while
 //! their mutations overlap. Mutations are conditional
 //! `UPDATE`s/`INSERT … SELECT … WHERE EXISTS`, re-checked by PostgreSQL
@@ -22,6 +24,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
 use sqlx::Postgres;
@@ -29,8 +34,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 
-use crate::codec::{self, ChainedEvent, EventColumns, LeaseColumns, TokenColumns};
-use crate::{CommitPaths, PoolOptions, Revocation, RevocationFeed, StoreError, feed};
+use crate::codec::{EventColumns, LeaseColumns, TokenColumns};
+use crate::commit::{self, ChainedEvent, UnitOutcome};
+use crate::dialect::Dialect;
+use crate::kv::{self, KvVersion, KvVersionMeta};
+use crate::{
+    AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
+    StoreError, StoreStats, feed, read,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 
@@ -305,53 +316,11 @@ fn bind_events<'q>(q: PgQuery<'q>, c: EventColumns<'q>) -> PgQuery<'q> {
         .bind(c.mac)
 }
 
-async fn insert_tokens(
-    conn: &mut PgConnection,
-    tokens: &[&TokenRecord],
-) -> Result<u64, StoreError> {
-    let c = TokenColumns::of(tokens)?;
-    let n = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
-        .execute(conn)
-        .await?
-        .rows_affected();
-    Ok(n)
-}
-
-async fn insert_leases(
-    conn: &mut PgConnection,
-    leases: &[&LeaseRecord],
-) -> Result<Vec<bool>, StoreError> {
-    let c = LeaseColumns::of(leases);
-    let inserted: Vec<Vec<u8>> = bind_leases(sqlx::query(&INSERT_LEASES), c)
-        .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
-        .fetch_all(conn)
-        .await?;
-    let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
-    Ok(leases
-        .iter()
-        .map(|l| inserted.contains(&l.hash.0[..]))
-        .collect())
-}
-
-async fn insert_events(
-    conn: &mut PgConnection,
-    events: &[ChainedEvent<'_>],
-    (seq, mac): (i64, &Digest),
-) -> Result<(), StoreError> {
-    let c = EventColumns::of(events)?;
-    bind_events(sqlx::query(&INSERT_EVENTS), c)
-        .bind(seq)
-        .bind(&mac.0[..])
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// The whole commit in one autocommit statement ([`COMMIT_BATCH`]), when
-/// every unit only records, inserts a token or inserts a lease, and this
-/// replica knows the head its last commit left: the events are chained in
-/// advance as if every insert applies, and the database checks that under
-/// the head's lock. `None` (nothing written) when it does not apply or the
+/// every unit only records, inserts a token or inserts a lease (and has no
+/// consequences), and this replica knows the head its last commit left:
+/// the events are chained in advance as if every insert applies, and the
+/// database checks that under the head's lock. `None` (nothing written) when it does not apply or the
 /// check failed (another replica committed meanwhile, or a token was
 /// revoked); the general transaction then writes the batch.
 async fn fast_commit(
@@ -362,7 +331,11 @@ async fn fast_commit(
     let mut leases = Vec::new();
     let mut outcomes = Vec::with_capacity(units.len());
     for u in units {
-        outcomes.push(match &u.mutation {
+        // Exactly the units `commit::batchable` accepts.
+        if !u.consequences.is_empty() {
+            return Ok(None);
+        }
+        let own = match &u.mutation {
             None => Outcome::Recorded,
             Some(Mutation::InsertToken(t)) => {
                 tokens.push(t);
@@ -373,7 +346,8 @@ async fn fast_commit(
                 Outcome::Applied { affected: 1 }
             }
             Some(_) => return Ok(None),
-        });
+        };
+        outcomes.push(UnitOutcome::only(own));
     }
     // Chained under the lock, and the prediction moved to this batch's end
     // before it is sent, so a batch taken meanwhile (a second writer)
@@ -384,7 +358,7 @@ async fn fast_commit(
         let Some(head) = *predicted else {
             return Ok(None);
         };
-        let (events, out, end) = codec::chain(&store.hasher, units, outcomes, head)?;
+        let (events, out, end) = commit::chain(&store.hasher, units, outcomes, head)?;
         *predicted = Some(end);
         (events, out, end, head)
     };
@@ -407,81 +381,202 @@ async fn fast_commit(
         Ok(_) => Err(StoreError::corrupt("audit_head", "missing")),
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(BATCH_STALE) => {
             store.stale.fetch_add(1, Ordering::Relaxed);
-            forget_head(store);
+            store.forget_head();
             Ok(None)
         }
         Err(e) => {
-            forget_head(store);
+            store.forget_head();
             Err(e.into())
         }
     }
 }
 
-fn head_committed(store: &PgStore, head: (i64, Digest)) {
-    store.general.fetch_add(1, Ordering::Relaxed);
-    *store.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
-}
-
-fn commit_paths(store: &PgStore) -> CommitPaths {
-    CommitPaths {
-        one_statement: store.one_statement.load(Ordering::Relaxed),
-        general: store.general.load(Ordering::Relaxed),
-        stale: store.stale.load(Ordering::Relaxed),
+impl PgStore {
+    /// After a failed one-statement commit: the head is unknown until the
+    /// next general commit reads it.
+    fn forget_head(&self) {
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
-fn forget_head(store: &PgStore) {
-    *store.head.lock().unwrap_or_else(PoisonError::into_inner) = None;
+impl Dialect for Postgres {
+    const BEGIN_WRITE: Option<&'static str> = None;
+    const COMMIT_HEAD: &'static str = LOCK_HEAD;
+    const RENEW_LEASE: &'static str = RENEW_LEASE;
+    const RENEW_TOKEN: &'static str = RENEW_TOKEN;
+
+    async fn insert_tokens(
+        conn: &mut PgConnection,
+        tokens: &[&TokenRecord],
+    ) -> Result<u64, StoreError> {
+        let c = TokenColumns::of(tokens)?;
+        let n = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
+            .execute(conn)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    async fn insert_leases(
+        conn: &mut PgConnection,
+        leases: &[&LeaseRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let c = LeaseColumns::of(leases);
+        let inserted: Vec<Vec<u8>> = bind_leases(sqlx::query(&INSERT_LEASES), c)
+            .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
+            .fetch_all(conn)
+            .await?;
+        let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
+        Ok(leases
+            .iter()
+            .map(|l| inserted.contains(&l.hash.0[..]))
+            .collect())
+    }
+
+    async fn insert_events(
+        conn: &mut PgConnection,
+        events: &[ChainedEvent<'_>],
+        (seq, mac): (i64, &Digest),
+    ) -> Result<(), StoreError> {
+        let c = EventColumns::of(events)?;
+        bind_events(sqlx::query(&INSERT_EVENTS), c)
+            .bind(seq)
+            .bind(&mac.0[..])
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreError> {
+        // Delivered when (and only if) this transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(feed::CHANNEL)
+            .bind(r.payload())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
 }
 
-async fn announce(conn: &mut PgConnection, r: &Revocation) -> Result<(), StoreError> {
-    // Delivered when (and only if) this transaction commits.
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(feed::CHANNEL)
-        .bind(r.payload())
-        .execute(conn)
-        .await?;
-    Ok(())
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        read::ping(&self.pool).await
+    }
+
+    async fn commit_unflushed(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(out) = fast_commit(self, units).await? {
+            return Ok(out);
+        }
+        let (out, head) = commit::general(&self.pool, &self.hasher, units).await?;
+        // What the next batch is chained from in advance.
+        self.general.fetch_add(1, Ordering::Relaxed);
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
+        Ok(out)
+    }
+
+    /// Nothing to do: every commit already waited for its WAL to reach the
+    /// disk before it returned (`synchronous_commit = on` on every
+    /// connection), so an acknowledged request survives a crash of the
+    /// server.
+    ///
+    /// A deferred flush (commit with `synchronous_commit = off`, answer
+    /// after a later flush) is not safe here. A transaction that only takes
+    /// an xid and writes nothing (`SELECT pg_current_xact_id()`) commits
+    /// without waiting for the disk, so it flushes nothing; and after a
+    /// server restart, a flush on the new server cannot vouch for commits
+    /// lost with the old one. `tests/tests/crash.rs` crashes the server to
+    /// check this; measured, one synchronous statement per batch also
+    /// served more reads than a commit followed by a real flush.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn commit_paths(&self) -> CommitPaths {
+        CommitPaths {
+            one_statement: self.one_statement.load(Ordering::Relaxed),
+            general: self.general.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn subscribe(&self) -> Result<Option<RevocationFeed>, StoreError> {
+        Ok(Some(RevocationFeed::listen(&self.pool).await?))
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        read::stats(&self.pool, now).await
+    }
 }
 
-/// Nothing to do: every commit already waited for its WAL to reach the
-/// disk before it returned (`synchronous_commit = on` on every connection),
-/// so an acknowledged request survives a crash of the server.
-///
-/// A deferred flush (commit with `synchronous_commit = off`, answer after a
-/// later flush) is not safe here. A transaction that only takes an xid and
-/// writes nothing (`SELECT pg_current_xact_id()`) commits without waiting
-/// for the disk, so it flushes nothing; and after a server restart, a flush
-/// on the new server cannot vouch for commits lost with the old one.
-/// `tests/tests/crash.rs` crashes the server to check this; measured, one
-/// synchronous statement per batch also served more reads than a commit
-/// followed by a real flush.
-async fn flush(_store: &PgStore) -> Result<(), StoreError> {
-    Ok(())
+#[async_trait]
+impl AuditLog for PgStore {
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        read::audit_events(&self.pool, after_seq, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
+        read::audit_head(&self.pool).await
+    }
 }
 
-async fn subscribe(store: &PgStore) -> Result<Option<RevocationFeed>, StoreError> {
-    Ok(Some(RevocationFeed::listen(&store.pool).await?))
+#[async_trait]
+impl Leases for PgStore {
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+        read::token(&self.pool, hash).await
+    }
+
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
+        read::lease(&self.pool, hash).await
+    }
+
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        read::reap(&self.pool, before).await
+    }
 }
 
-crate::shared::store_backend! {
-    store: PgStore,
-    kind: "postgres",
-    connection: PgConnection,
-    migrator: MIGRATOR,
-    writer: pool,
-    readers: pool,
-    begin: begin(),
-    commit_head: LOCK_HEAD,
-    renew_lease: RENEW_LEASE,
-    renew_token: RENEW_TOKEN,
-    insert_tokens: insert_tokens,
-    insert_leases: insert_leases,
-    insert_events: insert_events,
-    announce: announce,
-    flush: flush,
-    fast_commit: fast_commit,
-    head_committed: head_committed,
-    commit_paths: commit_paths,
-    subscribe: subscribe,
+#[async_trait]
+impl KvStore for PgStore {
+    async fn kv_put(
+        &self,
+        mount: &str,
+        path: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        kv::put(&self.pool, mount, path, sealed, now).await
+    }
+
+    async fn kv_get(
+        &self,
+        mount: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<KvVersion>, StoreError> {
+        kv::get(&self.pool, mount, path, version).await
+    }
+
+    async fn kv_versions(&self, mount: &str, path: &str) -> Result<Vec<KvVersionMeta>, StoreError> {
+        kv::versions(&self.pool, mount, path).await
+    }
+
+    async fn kv_list(&self, mount: &str, folder: &str) -> Result<Vec<String>, StoreError> {
+        kv::list(&self.pool, mount, folder).await
+    }
 }

@@ -7,24 +7,36 @@
 //! writer, so writes are serialised in-process and a transaction never has
 //! to upgrade a read lock to a write lock (the `SQLITE_BUSY` deadlock).
 //! The commit transaction and the queries are shared with PostgreSQL
-//! (`crate::shared`); this module gives them the SQLite dialect.
+//! (`crate::commit`, `crate::mutation`, `crate::read`, `crate::kv`); this
+//! module gives them the SQLite [`Dialect`].
 //! Must never happen: a write on a reader connection; a renewal applied
 //! after the revocation of its lease or token committed; a lease inserted
 //! for a token that is not live; an audit seq used twice or skipped.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
-use leash_domain::records::{LeaseRecord, TokenRecord};
+use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
+use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 
-use crate::codec::{self, ChainedEvent, micros};
-use crate::{PoolOptions, Revocation, RevocationFeed, StoreError, sql};
+use crate::codec::{self, micros};
+use crate::commit::{self, ChainedEvent};
+use crate::dialect::Dialect;
+use crate::kv::{self, KvVersion, KvVersionMeta};
+use crate::{
+    AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
+    StoreError, StoreStats, read, sql,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/sqlite");
 
@@ -53,7 +65,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     hasher: KeyedHasher,
-    commits: std::sync::atomic::AtomicU64,
+    /// Commits written (all general transactions).
+    commits: AtomicU64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -103,7 +116,7 @@ impl SqliteStore {
             writer,
             readers,
             hasher,
-            commits: std::sync::atomic::AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         })
     }
 
@@ -114,154 +127,219 @@ impl SqliteStore {
     }
 }
 
-// SQLite runs in this process: a statement per row costs no round trip, so
-// the multi-row writes are loops over the single-row statements.
+impl Dialect for Sqlite {
+    const BEGIN_WRITE: Option<&'static str> = Some(BEGIN_WRITE);
+    // The write transaction began with `BEGIN IMMEDIATE`: no other writer
+    // can move the head before it commits, so a plain read holds it.
+    const COMMIT_HEAD: &'static str = sql::SELECT_HEAD;
+    const RENEW_LEASE: &'static str = RENEW_LEASE;
+    const RENEW_TOKEN: &'static str = RENEW_TOKEN;
 
-async fn insert_tokens(
-    conn: &mut SqliteConnection,
-    tokens: &[&TokenRecord],
-) -> Result<u64, StoreError> {
-    let mut n = 0;
-    for t in tokens {
-        n += sqlx::query(sql::INSERT_TOKEN)
-            .bind(&t.hash.0[..])
-            .bind(&t.accessor)
-            .bind(&t.workload)
-            .bind(&t.auth_path)
-            .bind(&t.issuer)
-            .bind(&t.subject)
-            .bind(&t.source)
-            .bind(codec::meta_json(&t.meta)?)
-            .bind(micros(t.created_at))
-            .bind(micros(t.expires_at))
-            .bind(micros(t.max_expires_at))
-            .bind(t.ttl_secs)
-            .bind(t.renewable)
-            .bind(t.revoked_at.map(micros))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+    // SQLite runs in this process: a statement per row costs no round
+    // trip, so the multi-row writes are loops over the single-row
+    // statements.
+
+    async fn insert_tokens(
+        conn: &mut SqliteConnection,
+        tokens: &[&TokenRecord],
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for t in tokens {
+            n += sqlx::query(sql::INSERT_TOKEN)
+                .bind(&t.hash.0[..])
+                .bind(&t.accessor)
+                .bind(&t.workload)
+                .bind(&t.auth_path)
+                .bind(&t.issuer)
+                .bind(&t.subject)
+                .bind(&t.source)
+                .bind(codec::meta_json(&t.meta)?)
+                .bind(micros(t.created_at))
+                .bind(micros(t.expires_at))
+                .bind(micros(t.max_expires_at))
+                .bind(t.ttl_secs)
+                .bind(t.renewable)
+                .bind(t.revoked_at.map(micros))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
     }
-    Ok(n)
-}
 
-async fn insert_leases(
-    conn: &mut SqliteConnection,
-    leases: &[&LeaseRecord],
-) -> Result<Vec<bool>, StoreError> {
-    let mut out = Vec::with_capacity(leases.len());
-    for l in leases {
-        let n = sqlx::query(INSERT_LEASE)
-            .bind(&l.hash.0[..])
-            .bind(&l.token_hash.0[..])
-            .bind(&l.workload)
-            .bind(&l.path)
-            .bind(&l.lease_path)
-            .bind(micros(l.issued_at))
-            .bind(micros(l.expires_at))
-            .bind(micros(l.max_expires_at))
-            .bind(l.ttl_secs)
-            .bind(l.renewable)
-            .bind(l.last_renewal.map(micros))
-            .bind(l.revoked_at.map(micros))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        out.push(n > 0);
+    async fn insert_leases(
+        conn: &mut SqliteConnection,
+        leases: &[&LeaseRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::with_capacity(leases.len());
+        for l in leases {
+            let n = sqlx::query(INSERT_LEASE)
+                .bind(&l.hash.0[..])
+                .bind(&l.token_hash.0[..])
+                .bind(&l.workload)
+                .bind(&l.path)
+                .bind(&l.lease_path)
+                .bind(micros(l.issued_at))
+                .bind(micros(l.expires_at))
+                .bind(micros(l.max_expires_at))
+                .bind(l.ttl_secs)
+                .bind(l.renewable)
+                .bind(l.last_renewal.map(micros))
+                .bind(l.revoked_at.map(micros))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            out.push(n > 0);
+        }
+        Ok(out)
     }
-    Ok(out)
-}
 
-async fn insert_events(
-    conn: &mut SqliteConnection,
-    events: &[ChainedEvent<'_>],
-    (seq, mac): (i64, &Digest),
-) -> Result<(), StoreError> {
-    for ChainedEvent { seq, event: e, mac } in events {
-        sqlx::query(sql::INSERT_EVENT)
+    async fn insert_events(
+        conn: &mut SqliteConnection,
+        events: &[ChainedEvent<'_>],
+        (seq, mac): (i64, &Digest),
+    ) -> Result<(), StoreError> {
+        for ChainedEvent { seq, event: e, mac } in events {
+            sqlx::query(sql::INSERT_EVENT)
+                .bind(seq)
+                .bind(&e.request_id)
+                .bind(micros(e.time))
+                .bind(e.identity.as_deref())
+                .bind(e.workload.as_deref())
+                .bind(&e.peer)
+                .bind(&e.operation)
+                .bind(&e.method)
+                .bind(&e.path)
+                .bind(e.decision.as_str())
+                .bind(i32::from(e.status))
+                .bind(&e.reason)
+                .bind(e.lease_ref.as_deref())
+                .bind(codec::attestation_json(&e.attestation)?)
+                .bind(&mac.0[..])
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(sql::UPDATE_HEAD)
             .bind(seq)
-            .bind(&e.request_id)
-            .bind(micros(e.time))
-            .bind(e.identity.as_deref())
-            .bind(e.workload.as_deref())
-            .bind(&e.peer)
-            .bind(&e.operation)
-            .bind(&e.method)
-            .bind(&e.path)
-            .bind(e.decision.as_str())
-            .bind(i32::from(e.status))
-            .bind(&e.reason)
-            .bind(e.lease_ref.as_deref())
-            .bind(codec::attestation_json(&e.attestation)?)
             .bind(&mac.0[..])
             .execute(&mut *conn)
             .await?;
+        Ok(())
     }
-    sqlx::query(sql::UPDATE_HEAD)
-        .bind(seq)
-        .bind(&mac.0[..])
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
 
-/// One process writes a SQLite file: the committing process evicts its own
-/// cache, and there is no one else to tell.
-async fn announce(_conn: &mut SqliteConnection, _r: &Revocation) -> Result<(), StoreError> {
-    Ok(())
-}
-
-/// SQLite commits synchronously (`synchronous = FULL`): every commit is
-/// durable when it returns, and one writer at a time holds the file, so
-/// there is no lock to release sooner.
-async fn flush(_store: &SqliteStore) -> Result<(), StoreError> {
-    Ok(())
-}
-
-/// One writer holds the file at a time, and each commit is short: the
-/// general transaction is the only one.
-async fn fast_commit(
-    _store: &SqliteStore,
-    _units: &[leash_domain::records::CommitUnit],
-) -> Result<Option<Vec<leash_domain::records::Committed>>, StoreError> {
-    Ok(None)
-}
-
-fn head_committed(store: &SqliteStore, _head: (i64, leash_domain::crypto::Digest)) {
-    store
-        .commits
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn commit_paths(store: &SqliteStore) -> crate::CommitPaths {
-    crate::CommitPaths {
-        general: store.commits.load(std::sync::atomic::Ordering::Relaxed),
-        ..Default::default()
+    /// One process writes a SQLite file: the committing process evicts its
+    /// own cache, and there is no one else to tell.
+    async fn announce(_conn: &mut SqliteConnection, _r: &Revocation) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
-async fn subscribe(_store: &SqliteStore) -> Result<Option<RevocationFeed>, StoreError> {
-    Ok(None)
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        read::ping(&self.readers).await
+    }
+
+    /// One writer holds the file at a time, and each commit is short: the
+    /// general transaction is the only one.
+    async fn commit_unflushed(&self, units: &[CommitUnit]) -> Result<Vec<Committed>, StoreError> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (out, _head) = commit::general(&self.writer, &self.hasher, units).await?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// SQLite commits synchronously (`synchronous = FULL`): every commit is
+    /// durable when it returns, and one writer at a time holds the file, so
+    /// there is no lock to release sooner.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn commit_paths(&self) -> CommitPaths {
+        CommitPaths {
+            general: self.commits.load(Ordering::Relaxed),
+            ..Default::default()
+        }
+    }
+
+    /// No other process writes the file: nothing to subscribe to.
+    async fn subscribe(&self) -> Result<Option<RevocationFeed>, StoreError> {
+        Ok(None)
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<StoreStats, StoreError> {
+        read::stats(&self.readers, now).await
+    }
 }
 
-crate::shared::store_backend! {
-    store: SqliteStore,
-    kind: "sqlite",
-    connection: SqliteConnection,
-    migrator: MIGRATOR,
-    writer: writer,
-    readers: readers,
-    begin: begin_with(BEGIN_WRITE),
-    commit_head: crate::sql::SELECT_HEAD,
-    renew_lease: RENEW_LEASE,
-    renew_token: RENEW_TOKEN,
-    insert_tokens: insert_tokens,
-    insert_leases: insert_leases,
-    insert_events: insert_events,
-    announce: announce,
-    flush: flush,
-    fast_commit: fast_commit,
-    head_committed: head_committed,
-    commit_paths: commit_paths,
-    subscribe: subscribe,
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        read::audit_events(&self.readers, after_seq, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, Digest)>, StoreError> {
+        read::audit_head(&self.readers).await
+    }
+}
+
+#[async_trait]
+impl Leases for SqliteStore {
+    async fn token(&self, hash: &Digest) -> Result<Option<TokenRecord>, StoreError> {
+        read::token(&self.readers, hash).await
+    }
+
+    async fn lease(&self, hash: &Digest) -> Result<Option<LeaseRecord>, StoreError> {
+        read::lease(&self.readers, hash).await
+    }
+
+    async fn reap(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        read::reap(&self.writer, before).await
+    }
+}
+
+#[async_trait]
+impl KvStore for SqliteStore {
+    async fn kv_put(
+        &self,
+        mount: &str,
+        path: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        kv::put(&self.writer, mount, path, sealed, now).await
+    }
+
+    async fn kv_get(
+        &self,
+        mount: &str,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<KvVersion>, StoreError> {
+        kv::get(&self.readers, mount, path, version).await
+    }
+
+    async fn kv_versions(&self, mount: &str, path: &str) -> Result<Vec<KvVersionMeta>, StoreError> {
+        kv::versions(&self.readers, mount, path).await
+    }
+
+    async fn kv_list(&self, mount: &str, folder: &str) -> Result<Vec<String>, StoreError> {
+        kv::list(&self.readers, mount, folder).await
+    }
 }

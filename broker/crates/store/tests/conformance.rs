@@ -69,6 +69,10 @@ conformance!(
     kv_writes_race_on_one_version,
     kv_delete_soft_deletes_the_latest,
     connect_dispatches_on_the_url,
+    consequences_commit_with_their_event,
+    a_refused_request_still_gets_its_consequences,
+    a_revocation_among_consequences_is_announced,
+    consequences_in_a_batch_of_reads_keep_the_chain,
 );
 
 mod cases {
@@ -300,6 +304,7 @@ mod cases {
         let out = s
             .commit(&[CommitUnit {
                 mutation: Some(Mutation::InsertLease(l)),
+                consequences: Vec::new(),
                 event: event("kv.read"),
                 on_refusal: None,
             }])
@@ -776,6 +781,240 @@ mod cases {
         assert_eq!(s.lease(&of_unknown.hash).await.unwrap(), None);
         assert_eq!(s.lease(&of_b.hash).await.unwrap().unwrap().revoked_at, None);
         assert!(verify_chain(s, &h.hasher).await.is_ok());
+    }
+
+    /// A consequence is applied after the request's own mutation, in the
+    /// same transaction, and never changes the event: a lease inserted and
+    /// then revoked with its token commits its (allowed) event, and ends
+    /// revoked.
+    pub async fn consequences_commit_with_their_event(h: &Harness) {
+        let s = &*h.store;
+        let tok = token();
+        commit1(s, Mutation::InsertToken(tok.clone())).await;
+        let l = lease(&tok, "secret/data/contained");
+        let when = t0() + secs(1);
+        let mut u = unit(Mutation::InsertLease(l.clone()));
+        u.consequences.push(Mutation::RevokeToken {
+            token: tok.hash,
+            now: when,
+        });
+        let out = s.commit(&[u.clone()]).await.unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].outcome, Outcome::Applied { affected: 1 });
+        assert_eq!(out[0].consequences_affected, 1, "the new lease revoked");
+        let e = event_at(s, out[0].seq).await.event;
+        assert_eq!(e, u.event, "recorded exactly as the caller wrote it");
+        let stored = s.lease(&l.hash).await.unwrap().unwrap();
+        assert_eq!(stored.revoked_at, Some(when));
+        assert_eq!(
+            s.token(&tok.hash).await.unwrap().unwrap().revoked_at,
+            Some(when)
+        );
+        // Without consequences a unit reports none.
+        let c = commit1(s, Mutation::InsertToken(token())).await;
+        assert_eq!(c.consequences_affected, 0);
+        assert!(verify_chain(s, &h.hasher).await.is_ok());
+    }
+
+    /// Consequences apply whatever the request's own mutation did: a
+    /// renewal that does not apply is recorded as the refusal it is, and
+    /// the identity is revoked all the same.
+    pub async fn a_refused_request_still_gets_its_consequences(h: &Harness) {
+        use leash_domain::TokenSelector;
+        let s = &*h.store;
+        let tok = token();
+        let bystander = token();
+        commit1(s, Mutation::InsertToken(tok.clone())).await;
+        commit1(s, Mutation::InsertToken(bystander.clone())).await;
+        let held = lease(&tok, "secret/data/held");
+        let other = lease(&bystander, "secret/data/other");
+        commit1(s, Mutation::InsertLease(held.clone())).await;
+        commit1(s, Mutation::InsertLease(other.clone())).await;
+        // The bystander's lease, presented with `tok`: not found.
+        let mut u = unit(Mutation::RenewLease {
+            lease: other.hash,
+            token: tok.hash,
+            now: t0() + secs(10),
+            expires_at: t0() + secs(900),
+        });
+        u.consequences.push(Mutation::RevokeTokens {
+            selector: TokenSelector::Accessor(tok.accessor.clone()),
+            now: t0() + secs(10),
+        });
+        let out = s.commit(&[u]).await.unwrap();
+        assert_eq!(
+            out[0].outcome,
+            Outcome::NotApplied(NotApplied::LeaseNotFound)
+        );
+        assert_eq!(out[0].consequences_affected, 2, "one token, one lease");
+        let e = event_at(s, out[0].seq).await.event;
+        assert_eq!(e.decision, Decision::Denied);
+        assert_eq!(
+            (e.status, e.reason.as_str()),
+            (400, "refused: lease not found")
+        );
+        let revoked = Some(t0() + secs(10));
+        assert_eq!(
+            s.token(&tok.hash).await.unwrap().unwrap().revoked_at,
+            revoked
+        );
+        assert_eq!(
+            s.lease(&held.hash).await.unwrap().unwrap().revoked_at,
+            revoked
+        );
+        // Nothing of the bystander's changed, its lease not renewed.
+        assert_eq!(s.lease(&other.hash).await.unwrap(), Some(other));
+        assert_eq!(
+            s.token(&bystander.hash).await.unwrap().unwrap().revoked_at,
+            None
+        );
+        assert!(verify_chain(s, &h.hasher).await.is_ok());
+    }
+
+    /// A consequence that revokes a token announces it on the revocation
+    /// feed (PostgreSQL), as a first mutation does; SQLite has no feed.
+    pub async fn a_revocation_among_consequences_is_announced(h: &Harness) {
+        use leash_domain::TokenSelector;
+        use leash_store::Revocation;
+        let s = &*h.store;
+        let a = token();
+        let b = token();
+        commit1(s, Mutation::InsertToken(a.clone())).await;
+        commit1(s, Mutation::InsertToken(b.clone())).await;
+        let mut feed = s.subscribe().await.unwrap();
+        assert_eq!(feed.is_some(), h.is_pg());
+        let mut u = unit(Mutation::RenewToken {
+            token: a.hash,
+            now: t0(),
+            expires_at: t0() + secs(7200),
+        });
+        u.consequences.push(Mutation::RevokeToken {
+            token: a.hash,
+            now: t0(),
+        });
+        u.consequences.push(Mutation::RevokeTokens {
+            selector: TokenSelector::Accessor(b.accessor.clone()),
+            now: t0(),
+        });
+        let out = s.commit(&[u]).await.unwrap();
+        assert_eq!(out[0].outcome, Outcome::Applied { affected: 1 });
+        assert_eq!(out[0].consequences_affected, 1, "b's token");
+        for t in [&a, &b] {
+            assert_eq!(
+                s.token(&t.hash).await.unwrap().unwrap().revoked_at,
+                Some(t0())
+            );
+        }
+        if let Some(feed) = feed.as_mut() {
+            for expected in [a.hash, b.hash] {
+                let got = tokio::time::timeout(Duration::from_secs(10), feed.next())
+                    .await
+                    .expect("announced")
+                    .unwrap();
+                assert_eq!(got, Revocation::Token(expected));
+            }
+        }
+    }
+
+    /// A unit with consequences amid units that the multi-row statements
+    /// (and PostgreSQL's one statement) take: everything in unit order, the
+    /// chain intact; and the plain batches around it still take the one
+    /// statement.
+    pub async fn consequences_in_a_batch_of_reads_keep_the_chain(h: &Harness) {
+        let s = &*h.store;
+        let paths = |d: leash_store::CommitPaths| (d.one_statement, d.general);
+        let a = token();
+        commit1(s, Mutation::InsertToken(a.clone())).await; // learns the head
+        let before = lease(&a, "secret/data/before");
+        let contained = lease(&a, "secret/data/contained");
+        let after = lease(&a, "secret/data/after");
+        let b = token();
+        let of_b = lease(&b, "secret/data/b");
+        let start = s.commit_paths();
+        let plain = s
+            .commit(&[
+                CommitUnit::event(event("kv.list")),
+                unit(Mutation::InsertToken(b.clone())),
+            ])
+            .await
+            .unwrap();
+        let one = s.commit_paths();
+        let mut containing = unit(Mutation::InsertLease(contained.clone()));
+        containing.consequences.push(Mutation::RevokeToken {
+            token: a.hash,
+            now: t0(),
+        });
+        let out = s
+            .commit(&[
+                CommitUnit::event(event("kv.list")),
+                unit(Mutation::InsertLease(before.clone())),
+                containing,
+                CommitUnit::event(event("kv.read")),
+                unit(Mutation::InsertLease(after.clone())),
+                unit(Mutation::InsertLease(of_b.clone())),
+            ])
+            .await
+            .unwrap();
+        let mixed = s.commit_paths();
+        let outcomes: Vec<(Outcome, u64)> = out
+            .iter()
+            .map(|c| (c.outcome, c.consequences_affected))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (Outcome::Recorded, 0),
+                (Outcome::Applied { affected: 1 }, 0),
+                (Outcome::Applied { affected: 1 }, 2),
+                (Outcome::Recorded, 0),
+                (Outcome::NotApplied(NotApplied::TokenNotLive), 0),
+                (Outcome::Applied { affected: 1 }, 0),
+            ]
+        );
+        let first = plain[1].seq + 1;
+        let seqs: Vec<i64> = out.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (first..first + 6).collect::<Vec<_>>());
+        for l in [&before, &contained] {
+            assert_eq!(
+                s.lease(&l.hash).await.unwrap().unwrap().revoked_at,
+                Some(t0())
+            );
+        }
+        assert_eq!(s.lease(&after.hash).await.unwrap(), None);
+        assert_eq!(s.lease(&of_b.hash).await.unwrap().unwrap().revoked_at, None);
+        let ops: Vec<String> = all_events(s)
+            .await
+            .into_iter()
+            .filter(|e| e.seq >= first)
+            .map(|e| format!("{} {}", e.event.operation, e.event.decision.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                "kv.list allowed",
+                "kv.read allowed",
+                "kv.read allowed",
+                "kv.read allowed",
+                "kv.read denied",
+                "kv.read allowed",
+            ]
+        );
+        // Plain reads after it, on the head it left.
+        s.commit(&[
+            CommitUnit::event(event("kv.read")),
+            unit(Mutation::InsertLease(lease(&b, "secret/data/b2"))),
+        ])
+        .await
+        .unwrap();
+        let last = s.commit_paths();
+        assert_eq!(verify_chain(s, &h.hasher).await, Ok(first + 7));
+        if h.is_pg() {
+            assert_eq!(paths(one), (paths(start).0 + 1, paths(start).1));
+            assert_eq!(paths(mixed), (paths(one).0, paths(one).1 + 1));
+            assert_eq!(paths(last), (paths(mixed).0 + 1, paths(mixed).1));
+        } else {
+            assert_eq!(paths(last), (0, paths(start).1 + 3));
+        }
     }
 
     pub async fn revoke_tokens_by_accessor_and_by_workload(h: &Harness) {

@@ -353,6 +353,7 @@ pub fn unit(m: Mutation) -> CommitUnit {
     };
     CommitUnit {
         mutation: Some(m),
+        consequences: Vec::new(),
         event: event(op),
         on_refusal: Some(Refusal {
             status: 400,
