@@ -52,8 +52,11 @@ pub struct VaultSettings {
     #[serde(default)]
     pub insecure_allow_plaintext: bool,
     /// Per-request upstream timeout: `"10s"`, `"500ms"`, `"1m30s"`, or whole
-    /// seconds.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    /// seconds (Leash's one duration grammar, [`leash_domain::duration`]).
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "leash_domain::duration::serde_str::deserialize"
+    )]
     pub timeout: Duration,
 }
 
@@ -111,63 +114,6 @@ fn printable_address(address: &str) -> String {
         }
         Err(_) => "<not a URL>".to_owned(),
     }
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h`, `1m30s` or bare whole seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let bad = || format!("invalid duration `{t}` (expected e.g. \"10s\", \"500ms\", \"1m30s\")");
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (number, tail) = rest.split_at(digits);
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = tail;
-    }
-    Ok(total)
-}
-
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct V;
-    impl serde::de::Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as \"10s\", \"500ms\", \"1m30s\", or whole seconds")
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v)
-                .map(Duration::from_secs)
-                .map_err(|_| E::custom("a duration cannot be negative"))
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 pub(super) fn config_error(mount: &str, what: impl fmt::Display) -> BackendError {
@@ -299,12 +245,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+    fn timeout_takes_the_shared_duration_grammar() {
+        let parse = |t: serde_json::Value| {
+            serde_json::from_value::<VaultSettings>(
+                serde_json::json!({"address": "https://v", "mount": "m", "timeout": t}),
+            )
+            .map(|s| s.timeout)
+        };
+        assert_eq!(parse("500ms".into()).unwrap(), Duration::from_millis(500));
+        assert_eq!(parse(7.into()).unwrap(), Duration::from_secs(7));
+        for (text, want) in [
+            ("10", Duration::from_secs(10)),
+            ("10s", Duration::from_secs(10)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h", Duration::from_secs(7200)),
+        ] {
+            assert_eq!(parse(text.into()).unwrap(), want, "{text}");
+        }
         for bad in [
             "",
             "s",
@@ -314,8 +271,9 @@ mod tests {
             "10 s",
             "99999999999999999999h",
         ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+            assert!(parse(bad.into()).is_err(), "{bad}");
         }
+        assert!(parse((-1).into()).is_err());
     }
 
     #[test]
