@@ -199,6 +199,13 @@ pub trait SecretBackend: Send + Sync + 'static {
     /// `update` or `patch` grant). A store that lives in Leash's own
     /// database returns the write as a [`Mutation`], committed in the same
     /// transaction as the request's audit event.
+    ///
+    /// By default (a store written upstream, or not at all): checks that
+    /// the grant is a write grant for this mount ([`GrantMismatch`]
+    /// otherwise), then refuses with [`ReadOnly`].
+    ///
+    /// [`GrantMismatch`]: BackendError::GrantMismatch
+    /// [`ReadOnly`]: BackendError::ReadOnly
     async fn prepare_write(
         &self,
         grant: &Grant,
@@ -206,10 +213,24 @@ pub trait SecretBackend: Send + Sync + 'static {
         rule: WriteRule,
         cas: Option<u64>,
         now: DateTime<Utc>,
-    ) -> Result<Mutation, BackendError>;
+    ) -> Result<Mutation, BackendError> {
+        let _ = (data, rule, cas, now);
+        granted_path(grant, self.mount(), WRITE_CAPS)?;
+        Err(BackendError::ReadOnly)
+    }
 
     /// Prepares the soft delete of the latest version (a `delete` grant).
-    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError>;
+    ///
+    /// By default: checks that the grant is a delete grant for this mount
+    /// ([`GrantMismatch`] otherwise), then refuses with [`ReadOnly`].
+    ///
+    /// [`GrantMismatch`]: BackendError::GrantMismatch
+    /// [`ReadOnly`]: BackendError::ReadOnly
+    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError> {
+        let _ = now;
+        granted_path(grant, self.mount(), &[Capability::Delete])?;
+        Err(BackendError::ReadOnly)
+    }
 
     /// Whether and where this mount takes `op`: an error (`ReadOnly`,
     /// `Unsupported`) when it does not. Asked after the policy decision and

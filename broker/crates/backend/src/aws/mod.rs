@@ -55,8 +55,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use chrono::{DateTime, Utc};
-use leash_domain::{Mutation, WriteRule};
+use leash_domain::WriteRule;
 use leash_policy::{Capability, Grant};
 
 use self::fault::unavailable;
@@ -143,10 +142,6 @@ impl SecretBackend for AwsBackend {
         &self.mount
     }
 
-    fn kv_version(&self) -> u8 {
-        2
-    }
-
     async fn read(
         &self,
         grant: &Grant,
@@ -207,23 +202,6 @@ impl SecretBackend for AwsBackend {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
         r
-    }
-
-    async fn prepare_write(
-        &self,
-        grant: &Grant,
-        _data: &SecretData,
-        _rule: WriteRule,
-        _cas: Option<u64>,
-        _now: DateTime<Utc>,
-    ) -> Result<Mutation, BackendError> {
-        granted_path(grant, &self.mount, WRITE_CAPS)?;
-        Err(BackendError::ReadOnly)
-    }
-
-    fn prepare_delete(&self, grant: &Grant, _now: DateTime<Utc>) -> Result<Mutation, BackendError> {
-        granted_path(grant, &self.mount, &[Capability::Delete])?;
-        Err(BackendError::ReadOnly)
     }
 
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError> {

@@ -41,8 +41,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use leash_domain::{Mutation, WriteRule};
+use leash_domain::WriteRule;
 use leash_policy::{Capability, Grant};
 use tokio::task::JoinHandle;
 use zeroize::Zeroize;
@@ -250,23 +249,6 @@ impl SecretBackend for VaultBackend {
         let path = self.write_target(grant, &[Capability::Delete])?;
         tracing::debug!(mount = %self.inner.mount, path, "upstream delete");
         self.inner.delete_latest(path).await
-    }
-
-    async fn prepare_write(
-        &self,
-        grant: &Grant,
-        _data: &SecretData,
-        _rule: WriteRule,
-        _cas: Option<u64>,
-        _now: DateTime<Utc>,
-    ) -> Result<Mutation, BackendError> {
-        granted_path(grant, &self.inner.mount, WRITE_CAPS)?;
-        Err(BackendError::ReadOnly)
-    }
-
-    fn prepare_delete(&self, grant: &Grant, _now: DateTime<Utc>) -> Result<Mutation, BackendError> {
-        granted_path(grant, &self.inner.mount, &[Capability::Delete])?;
-        Err(BackendError::ReadOnly)
     }
 
     async fn list(&self, grant: &Grant) -> Result<Vec<String>, BackendError> {
