@@ -50,7 +50,8 @@ mod settings;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,11 +63,41 @@ use self::fault::unavailable;
 use self::listing::ListCache;
 use self::settings::is_aws_name;
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
-    WritePath, Written, granted_path,
+    BackendError, BuildContext, BuildError, MountCommon, MountConfig, MountRefusal, SecretBackend,
+    SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp, WritePath, Written, granted_path,
 };
 
 pub use self::settings::AwsSettings;
+
+#[async_trait]
+impl MountConfig for AwsSettings {
+    /// Secrets Manager is shown as KV version 2 only.
+    fn check(&self, common: &MountCommon) -> Result<(), MountRefusal> {
+        if common.kv_version == 2 {
+            Ok(())
+        } else {
+            Err(MountRefusal::Shape)
+        }
+    }
+
+    fn shape_note() -> Option<&'static str> {
+        Some("aws mounts are KV version 2")
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.credentials_file.as_mut().into_iter().collect()
+    }
+
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn SecretBackend>, BuildError> {
+        let backend = AwsBackend::connect(ctx.mount, self.clone())
+            .await
+            .map_err(|source| BuildError::Backend {
+                context: format!("mount {:?}: cannot set up AWS Secrets Manager", ctx.mount),
+                source,
+            })?;
+        Ok(Arc::new(backend.with_writes(ctx.writable)))
+    }
+}
 
 /// A KV v2 mount backed by AWS Secrets Manager.
 pub struct AwsBackend {

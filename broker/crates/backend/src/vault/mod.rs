@@ -38,6 +38,7 @@ mod settings;
 mod token;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -51,12 +52,36 @@ use self::fault::unexpected_reply;
 use self::kv::check_path;
 use self::token::upkeep;
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
-    WritePath, Written, granted_path,
+    BackendError, BuildContext, BuildError, MountConfig, SecretBackend, SecretData, SecretVersion,
+    VersionInfo, WRITE_CAPS, WriteOp, WritePath, Written, granted_path,
 };
 
 pub use self::settings::{AppRoleAuth, VaultSettings};
 pub use self::token::VaultAuthStatus;
+
+#[async_trait]
+impl MountConfig for VaultSettings {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths: Vec<&mut PathBuf> = [self.token_file.as_mut(), self.ca_cert_file.as_mut()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if let Some(a) = self.approle.as_mut() {
+            paths.push(&mut a.secret_id_file);
+        }
+        paths
+    }
+
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn SecretBackend>, BuildError> {
+        let backend = VaultBackend::connect(ctx.mount, ctx.kv_version, self.clone())
+            .await
+            .map_err(|source| BuildError::Backend {
+                context: format!("mount {:?}: cannot reach its OpenBao/Vault", ctx.mount),
+                source,
+            })?;
+        Ok(Arc::new(backend.with_writes(ctx.writable)))
+    }
+}
 
 /// A Leash mount backed by an OpenBao/Vault KV mount.
 pub struct VaultBackend {
