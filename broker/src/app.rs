@@ -11,6 +11,7 @@
 //! store, issuers, policies or mounts (each stops start-up with a message
 //! naming it).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use leash_attest::Issuers;
-use leash_backend::{AwsBackend, BuiltinBackend, Guarded, SecretBackend, VaultBackend};
+use leash_backend::mount::KeyError;
+use leash_backend::{BuildContext, BuiltinBackend, Guarded, SecretBackend};
 use leash_domain::crypto::label;
 use leash_domain::{Clock, KeyedHasher};
 use leash_store::{PoolOptions, Store};
@@ -29,7 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::attest::Sessions;
 use crate::audit::Committer;
-use crate::config::{MountKind, Settings};
+use crate::config::Settings;
 use crate::detect::Detectors;
 use crate::lease::fanout::{SessionCache, follow_revocations};
 use crate::lease::spawn_reaper;
@@ -150,44 +152,38 @@ impl App {
         let mut backends: HashMap<String, Arc<dyn SecretBackend>> = HashMap::new();
         let mut builtins = HashMap::new();
         let mut guards = HashMap::new();
+        // Read only when a mount's kind asks for it (each builtin mount).
+        let builtin_key = || -> Result<Zeroizing<Vec<u8>>, KeyError> {
+            let file = settings
+                .keys
+                .builtin_key_file
+                .as_deref()
+                .context("keys.builtin_key_file is required by a builtin mount")?;
+            Ok(read_key(file, "keys.builtin_key_file")?)
+        };
         for m in &settings.mounts {
-            let external: Arc<dyn SecretBackend> = match (m.kind, &m.vault, &m.aws) {
-                (MountKind::Builtin, _, _) => {
-                    let file = settings
-                        .keys
-                        .builtin_key_file
-                        .as_deref()
-                        .context("keys.builtin_key_file is required by a builtin mount")?;
-                    let key = read_key(file, "keys.builtin_key_file")?;
-                    let b = Arc::new(
-                        BuiltinBackend::new(&m.path, store.clone(), &key, m.version)
-                            .context("keys.builtin_key_file")?,
-                    );
-                    builtins.insert(m.path.clone(), b.clone());
-                    backends.insert(m.path.clone(), b);
-                    continue;
-                }
-                (MountKind::Vault, Some(v), _) => Arc::new(
-                    VaultBackend::connect(&m.path, m.version, v.clone())
-                        .await
-                        .with_context(|| {
-                            format!("mount {:?}: cannot reach its OpenBao/Vault", m.path)
-                        })?
-                        .with_writes(m.writable()),
-                ),
-                (MountKind::Aws, _, Some(a)) => Arc::new(
-                    AwsBackend::connect(&m.path, a.clone())
-                        .await
-                        .with_context(|| {
-                            format!("mount {:?}: cannot set up AWS Secrets Manager", m.path)
-                        })?
-                        .with_writes(m.writable()),
-                ),
-                _ => bail!("mount {:?}: its settings section is missing", m.path),
+            let kind = m.kind.config();
+            let ctx = BuildContext {
+                mount: &m.path,
+                kv_version: m.version,
+                writable: m.writable(),
+                store: &store,
+                builtin_key: &builtin_key,
             };
-            let guarded = Arc::new(Guarded::new(external, m.cache.guard()));
-            guards.insert(m.path.clone(), guarded.clone());
-            backends.insert(m.path.clone(), guarded);
+            let backend = kind.build(&ctx).await?;
+            // The built-in store's own handle, for seeding and import.
+            let any: Arc<dyn Any + Send + Sync> = backend.clone();
+            if let Ok(builtin) = any.downcast::<BuiltinBackend>() {
+                builtins.insert(m.path.clone(), builtin);
+            }
+            let backend = if kind.guarded() {
+                let guarded = Arc::new(Guarded::new(backend, m.cache.guard()));
+                guards.insert(m.path.clone(), guarded.clone());
+                guarded
+            } else {
+                backend
+            };
+            backends.insert(m.path.clone(), backend);
         }
 
         let operator_token =

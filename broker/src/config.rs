@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use leash_attest::IssuerConfig;
+use leash_backend::{MountCommon, MountRefusal};
 use serde::Deserialize;
+
+mod mounts;
+
+pub use self::mounts::MountSettings;
+pub use leash_backend::{MountKind, MountKindName};
 
 /// Why the settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -230,40 +236,6 @@ impl Default for SessionSettings {
     }
 }
 
-/// `[[mounts]]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MountSettings {
-    /// The first path segment, e.g. `secret`.
-    pub path: String,
-    /// The kind of store: `builtin`.
-    pub kind: MountKind,
-    /// The KV API version Vault clients see: 2 (default) or 1.
-    #[serde(default = "default_kv_version")]
-    pub version: u8,
-    /// `[mounts.vault]`: the upstream OpenBao/Vault KV mount, for `kind = "vault"`.
-    #[serde(default)]
-    pub vault: Option<leash_backend::VaultSettings>,
-    /// `[mounts.aws]`: the AWS Secrets Manager account, for `kind = "aws"`.
-    #[serde(default)]
-    pub aws: Option<leash_backend::AwsSettings>,
-    /// `[mounts.cache]`: the guard in front of an external store.
-    #[serde(default)]
-    pub cache: CacheSettings,
-    /// Whether workloads may write through Leash (their policy still
-    /// decides each write). External stores (`vault`, `aws`) default to
-    /// `false`; the built-in store is always writable.
-    #[serde(default)]
-    pub writable: Option<bool>,
-}
-
-impl MountSettings {
-    /// Whether writes through Leash reach this mount's store.
-    pub fn writable(&self) -> bool {
-        self.writable.unwrap_or(self.kind == MountKind::Builtin)
-    }
-}
-
 /// `[mounts.cache]`: caching, retries and the circuit breaker of an
 /// external store (`vault`, `aws`). The built-in store is Leash's own
 /// database and is not cached.
@@ -313,22 +285,6 @@ impl CacheSettings {
             ..leash_backend::GuardSettings::default()
         }
     }
-}
-
-fn default_kv_version() -> u8 {
-    2
-}
-
-/// The kinds of secret store a mount can map to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MountKind {
-    /// The built-in encrypted store in Leash's database.
-    Builtin,
-    /// An OpenBao/Vault KV engine (`[mounts.vault]`).
-    Vault,
-    /// AWS Secrets Manager (`[mounts.aws]`).
-    Aws,
 }
 
 impl Settings {
@@ -386,18 +342,7 @@ impl Settings {
         fix(&mut self.operator.token_file);
         fix(&mut self.policies.dir);
         for m in &mut self.mounts {
-            if let Some(v) = m.vault.as_mut() {
-                for p in [v.token_file.as_mut(), v.ca_cert_file.as_mut()]
-                    .into_iter()
-                    .flatten()
-                {
-                    fix(p);
-                }
-                if let Some(a) = v.approle.as_mut() {
-                    fix(&mut a.secret_id_file);
-                }
-            }
-            if let Some(p) = m.aws.as_mut().and_then(|a| a.credentials_file.as_mut()) {
+            for p in m.kind.config_mut().paths_mut() {
                 fix(p);
             }
         }
@@ -443,29 +388,17 @@ impl Settings {
                     m.path, m.version
                 ));
             }
-            let sections = (m.vault.is_some(), m.aws.is_some());
-            let fits = match m.kind {
-                MountKind::Builtin => sections == (false, false),
-                MountKind::Vault => sections == (true, false),
-                MountKind::Aws => sections == (false, true) && m.version == 2,
+            // The section fits the kind already (checked as it was read);
+            // the kind checks the rest.
+            let common = MountCommon {
+                kv_version: m.version,
+                writable: m.writable,
+                builtin_key_file: self.keys.builtin_key_file.is_some(),
             };
-            if !fits {
-                return Err(format!(
-                    "mounts: {:?} of kind {:?} needs exactly its own section ([mounts.vault] for vault, [mounts.aws] for aws, none for builtin); aws mounts are KV version 2",
-                    m.path, m.kind
-                ));
-            }
-            if m.kind == MountKind::Builtin && m.writable == Some(false) {
-                return Err(format!(
-                    "mounts: {:?} is builtin, which is always writable; limit writes with policy capabilities",
-                    m.path
-                ));
-            }
-            if m.kind == MountKind::Builtin && self.keys.builtin_key_file.is_none() {
-                return Err(format!(
-                    "mounts: {:?} is builtin but keys.builtin_key_file is not set",
-                    m.path
-                ));
+            match m.kind.config().check(&common) {
+                Ok(()) => {}
+                Err(MountRefusal::Shape) => return Err(mounts::misfit(&m.path, m.kind.name())),
+                Err(MountRefusal::Other(why)) => return Err(format!("mounts: {:?} {why}", m.path)),
             }
         }
         if self.audit.writers == 0 || self.audit.writers > 64 {
@@ -647,16 +580,17 @@ kind = "builtin"
             assert!(!s.mounts.is_empty(), "{f}");
         }
         let compose = Settings::load(&root.join("compose/leash.toml"), Vec::new()).unwrap();
-        let kinds: Vec<_> = compose.mounts.iter().map(|m| m.kind).collect();
+        let kinds: Vec<_> = compose.mounts.iter().map(|m| m.kind.name()).collect();
         assert_eq!(
             kinds,
-            [MountKind::Vault, MountKind::Aws, MountKind::Builtin]
+            [
+                MountKindName::Vault,
+                MountKindName::Aws,
+                MountKindName::Builtin
+            ]
         );
         assert!(
-            compose.mounts[0]
-                .vault
-                .as_ref()
-                .is_some_and(|v| v.insecure_allow_plaintext)
+            matches!(&compose.mounts[0].kind, MountKind::Vault(v) if v.insecure_allow_plaintext)
         );
     }
 

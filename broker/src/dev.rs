@@ -117,10 +117,8 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
         issuers: vec![issuer.issuer_config()],
         mounts: vec![MountSettings {
             path: DEV_MOUNT.into(),
-            kind: MountKind::Builtin,
+            kind: MountKind::Builtin(Default::default()),
             version: 2,
-            vault: None,
-            aws: None,
             cache: Default::default(),
             writable: None,
         }],

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leash_attest::DevIssuer;
-use leash_backend::SecretData;
+use leash_backend::{MountKind, SecretData};
 use leash_broker::{App, Settings};
 use leash_client::LeashClient;
 use leash_domain::crypto::random_b64;
@@ -774,12 +774,12 @@ impl ExternalStack {
         let mut settings = Settings::load(&repo_root().join("compose/leash.toml"), env).unwrap();
         settings.issuers = vec![issuer.issuer_config()];
         for m in &mut settings.mounts {
-            if let Some(v) = m.vault.as_mut() {
+            if let MountKind::Vault(v) = &mut m.kind {
                 v.address = bao.addr();
                 v.token_file = Some(keys.join("openbao.token"));
                 v.timeout = Duration::from_secs(2);
             }
-            if let Some(a) = m.aws.as_mut() {
+            if let MountKind::Aws(a) = &mut m.kind {
                 a.endpoint_url = Some(moto.addr());
                 a.credentials_file = Some(keys.join("aws-credentials"));
                 a.timeout_secs = 2;

@@ -20,12 +20,58 @@ use leash_store::Store;
 use zeroize::Zeroizing;
 
 use crate::{
-    BackendError, SecretBackend, SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp,
-    WritePath, granted_path,
+    BackendError, BuildContext, BuildError, MountCommon, MountConfig, MountRefusal, SecretBackend,
+    SecretData, SecretVersion, VersionInfo, WRITE_CAPS, WriteOp, WritePath, granted_path,
 };
 
 const NONCE_LEN: usize = 12;
 const SEAL_VERSION: u8 = 1;
+
+/// The settings of a `builtin` mount: none of its own (no section); the
+/// sealing key is `keys.builtin_key_file`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltinSettings {}
+
+#[async_trait]
+impl MountConfig for BuiltinSettings {
+    fn check(&self, common: &MountCommon) -> Result<(), MountRefusal> {
+        if common.writable == Some(false) {
+            return Err(MountRefusal::Other(
+                "is builtin, which is always writable; limit writes with policy capabilities",
+            ));
+        }
+        if !common.builtin_key_file {
+            return Err(MountRefusal::Other(
+                "is builtin but keys.builtin_key_file is not set",
+            ));
+        }
+        Ok(())
+    }
+
+    fn writable_by_default(&self) -> bool {
+        true
+    }
+
+    /// Leash's own database: not cached, retried or broken off.
+    fn guarded(&self) -> bool {
+        false
+    }
+
+    fn without_section() -> Option<Self> {
+        Some(Self::default())
+    }
+
+    async fn build(&self, ctx: &BuildContext<'_>) -> Result<Arc<dyn SecretBackend>, BuildError> {
+        let key = (ctx.builtin_key)().map_err(BuildError::Key)?;
+        let backend = BuiltinBackend::new(ctx.mount, ctx.store.clone(), &key, ctx.kv_version)
+            .map_err(|source| BuildError::Backend {
+                context: "keys.builtin_key_file".to_owned(),
+                source,
+            })?;
+        Ok(Arc::new(backend))
+    }
+}
 
 /// The built-in backend.
 pub struct BuiltinBackend {

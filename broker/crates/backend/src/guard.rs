@@ -505,23 +505,6 @@ mod tests {
         async fn list(&self, _: &Grant) -> Result<Vec<String>, BackendError> {
             Ok(vec![])
         }
-        async fn prepare_write(
-            &self,
-            _: &Grant,
-            _: &SecretData,
-            _: WriteRule,
-            _: Option<u64>,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Mutation, BackendError> {
-            Err(BackendError::ReadOnly)
-        }
-        fn prepare_delete(
-            &self,
-            _: &Grant,
-            _: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Mutation, BackendError> {
-            Err(BackendError::ReadOnly)
-        }
     }
 
     fn fake(delay_ms: u64) -> Arc<Fake> {

@@ -1,4 +1,5 @@
-//! Secret backends: one [`SecretBackend`] trait, one module per store.
+//! Secret backends: one [`SecretBackend`] trait, one module per store, and
+//! the registry of mount kinds ([`mount`]) that builds them from settings.
 //!
 //! A backend knows nothing of HTTP or policy decisions, but it cannot be
 //! called without a [`Grant`]: the only way to read or list a secret is to
@@ -11,8 +12,10 @@
 pub mod aws;
 pub mod builtin;
 pub mod guard;
+pub mod mount;
 pub mod vault;
 
+use std::any::Any;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -23,8 +26,11 @@ use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 pub use aws::{AwsBackend, AwsSettings};
-pub use builtin::BuiltinBackend;
+pub use builtin::{BuiltinBackend, BuiltinSettings};
 pub use guard::{GuardSettings, GuardStats, Guarded};
+pub use mount::{
+    BuildContext, BuildError, MountCommon, MountConfig, MountKind, MountKindName, MountRefusal,
+};
 pub use vault::{VaultBackend, VaultSettings};
 
 /// Why a backend call failed. Display texts are safe to show to a caller.
@@ -169,9 +175,10 @@ pub struct VersionInfo {
     pub stages: Vec<String>,
 }
 
-/// A store of secrets behind one mount.
+/// A store of secrets behind one mount. `Any`, so that start-up can keep
+/// the concrete handle of a built-in store it built (for seeding).
 #[async_trait]
-pub trait SecretBackend: Send + Sync + 'static {
+pub trait SecretBackend: Any + Send + Sync {
     /// A short name of the kind of store, e.g. `builtin`.
     fn kind(&self) -> &'static str;
 
@@ -199,6 +206,13 @@ pub trait SecretBackend: Send + Sync + 'static {
     /// `update` or `patch` grant). A store that lives in Leash's own
     /// database returns the write as a [`Mutation`], committed in the same
     /// transaction as the request's audit event.
+    ///
+    /// By default (a store written upstream, or not at all): checks that
+    /// the grant is a write grant for this mount ([`GrantMismatch`]
+    /// otherwise), then refuses with [`ReadOnly`].
+    ///
+    /// [`GrantMismatch`]: BackendError::GrantMismatch
+    /// [`ReadOnly`]: BackendError::ReadOnly
     async fn prepare_write(
         &self,
         grant: &Grant,
@@ -206,10 +220,24 @@ pub trait SecretBackend: Send + Sync + 'static {
         rule: WriteRule,
         cas: Option<u64>,
         now: DateTime<Utc>,
-    ) -> Result<Mutation, BackendError>;
+    ) -> Result<Mutation, BackendError> {
+        let _ = (data, rule, cas, now);
+        granted_path(grant, self.mount(), WRITE_CAPS)?;
+        Err(BackendError::ReadOnly)
+    }
 
     /// Prepares the soft delete of the latest version (a `delete` grant).
-    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError>;
+    ///
+    /// By default: checks that the grant is a delete grant for this mount
+    /// ([`GrantMismatch`] otherwise), then refuses with [`ReadOnly`].
+    ///
+    /// [`GrantMismatch`]: BackendError::GrantMismatch
+    /// [`ReadOnly`]: BackendError::ReadOnly
+    fn prepare_delete(&self, grant: &Grant, now: DateTime<Utc>) -> Result<Mutation, BackendError> {
+        let _ = now;
+        granted_path(grant, self.mount(), &[Capability::Delete])?;
+        Err(BackendError::ReadOnly)
+    }
 
     /// Whether and where this mount takes `op`: an error (`ReadOnly`,
     /// `Unsupported`) when it does not. Asked after the policy decision and
