@@ -7,7 +7,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); every broker gets its own
 //! database, dropped when the broker is dropped.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // a test harness: failing loudly is its job
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -6,7 +6,8 @@
 //! Every process is spawned on port 0 in its own temporary directory and
 //! killed by a guard on drop, even when an assertion fails.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test bodies: failing loudly is their job
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // test bodies: failing loudly is their job
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -11,7 +11,8 @@
 //! crashed in the middle and restarted, three times, and every read
 //! answered 200 must have its audit row after crash recovery.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // a test
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -279,6 +279,7 @@ fn release(ready: Vec<Unflushed>, flushed: bool, stats: &CommitStats) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the real time
 mod tests {
     use super::*;
     use chrono::{DateTime, Utc};

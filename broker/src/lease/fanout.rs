@@ -281,6 +281,7 @@ pub async fn follow_revocations(store: Arc<dyn Store>, cache: Arc<SessionCache>)
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the real time
 mod tests {
     use super::*;
     use std::collections::BTreeMap;

@@ -458,6 +458,7 @@ impl SecretBackend for Guarded {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // fixtures are stamped with the real time
 mod tests {
     use super::*;
     use leash_policy::{canonicalize, unchecked_grant_for_tests};

@@ -93,8 +93,9 @@ pub enum WritePath {
 pub struct Written {
     /// The version number Leash exposes for it.
     pub version: u64,
-    /// When the store says it was created.
-    pub created_time: DateTime<Utc>,
+    /// When the store says it was created; `None` when the store keeps no
+    /// such time (a KV v1 engine).
+    pub created_time: Option<DateTime<Utc>>,
 }
 
 /// A secret's key/value map as JSON text, zeroised on drop (every clone

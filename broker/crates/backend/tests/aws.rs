@@ -5,7 +5,8 @@
 //! backend through the standard chain, from a credentials file the test
 //! writes (the process environment is left alone).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // tests
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;

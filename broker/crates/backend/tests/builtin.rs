@@ -2,7 +2,8 @@
 //! bound to their path, readable only with a matching grant, and never
 //! printed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // tests
 
 use std::sync::Arc;
 

@@ -4,7 +4,8 @@
 //! renewal and re-login, revocation, an outage and recovery on the same
 //! port, and no value or token in any `Debug` output.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time // tests
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,8 @@
 //! shipped policy sets, and scale. Test code only; never compiled into the
 //! library.
 
+#![allow(clippy::disallowed_methods)] // fixtures are stamped with the real time
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

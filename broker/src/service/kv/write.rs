@@ -145,7 +145,7 @@ impl Broker {
                     200,
                     &Envelope::data(
                         &req.inc.request_id,
-                        KvMetadata::written(w.created_time, w.version),
+                        KvMetadata::written(w.created_time.unwrap_or(req.now), w.version),
                     ),
                 ),
             }));

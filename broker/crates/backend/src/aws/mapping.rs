@@ -108,7 +108,7 @@ impl AwsBackend {
         };
         Ok(Written {
             version: u64::try_from(versions.len()).unwrap_or(u64::MAX),
-            created_time: last.created,
+            created_time: Some(last.created),
         })
     }
 

@@ -165,7 +165,7 @@ impl Inner {
         match r {
             Ok(Reply::Written(meta)) => Ok(Written {
                 version: meta.version,
-                created_time: parse_time(&meta.created_time).map_err(Fault::into_backend)?,
+                created_time: Some(parse_time(&meta.created_time).map_err(Fault::into_backend)?),
             }),
             Ok(_) => Err(unexpected_reply().into_backend()),
             Err(Fault::CasMismatch) if rule == WriteRule::CreateOnly => {
@@ -206,9 +206,10 @@ impl Inner {
             })
             .await
         {
+            // KV v1 keeps neither versions nor times.
             Ok(Reply::Done) => Ok(Written {
                 version: 1,
-                created_time: Utc::now(),
+                created_time: None,
             }),
             Ok(_) => Err(unexpected_reply().into_backend()),
             Err(f) => Err(f.into_backend()),
