@@ -205,6 +205,22 @@ pub const SEEDED: &[(&str, &str, &str)] = &[
     ("ci/deploy-key", "private_key", "pk-deploy-Hh31"),
 ];
 
+/// Generates a PostgreSQL and an SQLite test from one async fn taking a
+/// [`Db`]: `dual!(name, …)` makes `postgres::name` and `sqlite::name`.
+#[macro_export]
+macro_rules! dual {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Db::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Db::Sqlite).await })*
+        }
+    };
+}
+
 /// A running broker.
 pub struct TestBroker {
     /// `http://127.0.0.1:PORT`.

@@ -8,22 +8,8 @@
 use std::time::Duration;
 
 use leash_domain::Clock;
-use leash_tests::{Db, Options, SEEDED, TestBroker};
+use leash_tests::{Db, Options, SEEDED, TestBroker, dual};
 use serde_json::json;
-
-/// Generates a PostgreSQL and an SQLite test from one async fn.
-macro_rules! dual {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(leash_tests::Db::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(leash_tests::Db::Sqlite).await })*
-        }
-    };
-}
 
 dual!(
     read_lease_renew_revoke,

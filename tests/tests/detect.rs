@@ -11,20 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use leash_broker::detect::{Detector, Detectors, Finding, Observation};
 use leash_domain::{Clock, Mutation, TokenSelector};
-use leash_tests::{Db, Options, SEEDED, TestBroker};
-
-macro_rules! dual {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(leash_tests::Db::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(leash_tests::Db::Sqlite).await })*
-        }
-    };
-}
+use leash_tests::{Db, Options, SEEDED, TestBroker, dual};
 
 dual!(
     a_detector_sees_every_decision_and_never_a_secret,

@@ -40,15 +40,15 @@ pub(crate) trait Login: Send + Sync {
 
 impl<M: LoginMethod> Login for M {
     fn mount(&self) -> &'static str {
-        LoginMethod::mount(self)
+        M::MOUNT
     }
 
     fn operation(&self) -> &'static str {
-        LoginMethod::operation(self)
+        M::OPERATION
     }
 
     fn auth_path(&self) -> &'static str {
-        LoginMethod::auth_path(self)
+        M::AUTH_PATH
     }
 
     fn run<'p>(

@@ -29,18 +29,9 @@ pub struct AppRoleLogin;
 
 impl LoginMethod for AppRoleLogin {
     type Body = AppRoleBody;
-
-    fn mount(&self) -> &'static str {
-        "approle"
-    }
-
-    fn operation(&self) -> &'static str {
-        "auth.approle.login"
-    }
-
-    fn auth_path(&self) -> &'static str {
-        "auth/approle/login"
-    }
+    const MOUNT: &'static str = "approle";
+    const OPERATION: &'static str = "auth.approle.login";
+    const AUTH_PATH: &'static str = "auth/approle/login";
 
     fn attest<'p>(
         &self,

@@ -112,18 +112,9 @@ pub(super) fn attested<'p>(
 
 impl LoginMethod for JwtLogin {
     type Body = JwtBody;
-
-    fn mount(&self) -> &'static str {
-        "jwt"
-    }
-
-    fn operation(&self) -> &'static str {
-        "auth.jwt.login"
-    }
-
-    fn auth_path(&self) -> &'static str {
-        "auth/jwt/login"
-    }
+    const MOUNT: &'static str = "jwt";
+    const OPERATION: &'static str = "auth.jwt.login";
+    const AUTH_PATH: &'static str = "auth/jwt/login";
 
     fn attest<'p>(
         &self,

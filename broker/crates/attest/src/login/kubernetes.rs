@@ -47,18 +47,9 @@ fn kubernetes_meta(
 
 impl LoginMethod for KubernetesLogin {
     type Body = JwtBody;
-
-    fn mount(&self) -> &'static str {
-        "kubernetes"
-    }
-
-    fn operation(&self) -> &'static str {
-        "auth.kubernetes.login"
-    }
-
-    fn auth_path(&self) -> &'static str {
-        "auth/kubernetes/login"
-    }
+    const MOUNT: &'static str = "kubernetes";
+    const OPERATION: &'static str = "auth.kubernetes.login";
+    const AUTH_PATH: &'static str = "auth/kubernetes/login";
 
     fn attest<'p>(
         &self,

@@ -99,13 +99,13 @@ pub trait LoginMethod: Send + Sync + 'static {
     type Body: DeserializeOwned + Default + Send;
 
     /// The auth mount it serves: `auth/<mount>/login`.
-    fn mount(&self) -> &'static str;
+    const MOUNT: &'static str;
 
     /// The operation its audit events record, e.g. `auth.jwt.login`.
-    fn operation(&self) -> &'static str;
+    const OPERATION: &'static str;
 
     /// The auth path recorded on the tokens it earns.
-    fn auth_path(&self) -> &'static str;
+    const AUTH_PATH: &'static str;
 
     /// Checks the proof in `body` for the workload it names.
     fn attest<'p>(
