@@ -23,6 +23,7 @@ pub mod capability;
 pub mod claims;
 pub mod conditions;
 pub mod denial;
+pub mod detection;
 pub mod duration;
 pub mod load;
 pub mod login;
@@ -35,6 +36,10 @@ pub use capability::{Capability, UnknownCapability};
 pub use claims::BoundClaim;
 pub use conditions::{Conditions, TimeWindow};
 pub use denial::Denial;
+pub use detection::{
+    DetectionPolicy, DetectorKind, EnumerationRule, EventRule, Response, RevokeScope,
+    ThresholdRule, VolumeRule,
+};
 pub use duration::{DurationError, parse_duration};
 pub use load::{LoadContext, Problem};
 pub use login::{AppRoleLogin, JwtLogin, Login, LoginMethod};

@@ -1,7 +1,8 @@
 //! Loading a policy set from TOML files, with every problem reported by
 //! file and line: reading the directory, checking each file (in
 //! `load/check.rs`, one module per section: `login`, `lease`,
-//! `conditions`, `scopes`, over the raw schema in `load/raw.rs`), and
+//! `conditions`, `scopes`, `detection`, over the raw schema in
+//! `load/raw.rs`), and
 //! refusing names and role ids that clash across files. This is the only
 //! module that reads files, and only when a set is loaded (at start-up or
 //! on reload), never while deciding a request. Nothing here may accept a
@@ -10,6 +11,7 @@
 
 mod check;
 mod conditions;
+mod detection;
 mod lease;
 mod login;
 mod raw;
@@ -27,6 +29,7 @@ use crate::set::SetBuilder;
 use crate::{MAX_MESSAGE, MAX_QUOTED};
 
 use check::{FileCheck, Parsed};
+pub use detection::MAX_DETECTION_LIST;
 
 /// Largest policy file, in bytes.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;

@@ -68,6 +68,67 @@ impl Pattern {
             (None, Tail::Exact { .. }) => false,
         }
     }
+
+    /// Whether every path `inner` matches is matched by `self` too (exact
+    /// for one pattern; a union of patterns is not considered).
+    pub(crate) fn covers(&self, inner: &Pattern) -> bool {
+        for (j, outer) in self.pieces.iter().enumerate() {
+            match (outer, inner.pieces.get(j)) {
+                (Piece::Plus, Some(_)) => {}
+                (Piece::Literal(o), Some(Piece::Literal(i))) if o == i => {}
+                // A literal does not cover `+`; and where `inner` ends or
+                // globs, `self` still needs a segment that some of its paths
+                // lack.
+                _ => return false,
+            }
+        }
+        let k = self.pieces.len();
+        match (&self.tail, inner.pieces.get(k)) {
+            (Tail::Exact { .. }, Some(_)) => false,
+            // The rest starts with `inner`'s next segment (no `/` in `g`).
+            (Tail::Glob(g), Some(next)) => {
+                g.is_empty() || matches!(next, Piece::Literal(l) if l.starts_with(g.as_str()))
+            }
+            (Tail::Exact { folder }, None) => {
+                matches!(inner.tail, Tail::Exact { folder: f } if f == *folder)
+            }
+            (Tail::Glob(g), None) => match &inner.tail {
+                Tail::Exact { folder } => *folder && g.is_empty(),
+                Tail::Glob(i) => i.starts_with(g.as_str()),
+            },
+        }
+    }
+
+    /// Whether some path matches both patterns.
+    pub(crate) fn overlaps(&self, other: &Pattern) -> bool {
+        let clash = self
+            .pieces
+            .iter()
+            .zip(&other.pieces)
+            .any(|pair| matches!(pair, (Piece::Literal(a), Piece::Literal(b)) if a != b));
+        if clash {
+            return false;
+        }
+        let (short, long) = if self.pieces.len() <= other.pieces.len() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let k = short.pieces.len();
+        match (&short.tail, long.pieces.get(k)) {
+            (Tail::Exact { .. }, Some(_)) => false,
+            (Tail::Glob(g), Some(Piece::Literal(l))) => l.starts_with(g.as_str()),
+            (Tail::Glob(_), Some(Piece::Plus)) => true,
+            (Tail::Exact { folder }, None) => match &long.tail {
+                Tail::Exact { folder: f } => f == folder,
+                Tail::Glob(g) => *folder && g.is_empty(),
+            },
+            (Tail::Glob(g), None) => match &long.tail {
+                Tail::Exact { folder } => *folder && g.is_empty(),
+                Tail::Glob(h) => g.starts_with(h.as_str()) || h.starts_with(g.as_str()),
+            },
+        }
+    }
 }
 
 fn bad_char(b: u8) -> String {
@@ -110,9 +171,15 @@ fn parse_piece(s: &str) -> Result<Piece, String> {
 
 /// Parses a scope pattern. The error is a reason for a load problem.
 pub(crate) fn parse_pattern(raw: &str) -> Result<Pattern, String> {
+    parse_pattern_as(raw, "scope path")
+}
+
+/// Parses a pattern of the scope grammar written as `what` (e.g. a
+/// canary); the error names it.
+pub(crate) fn parse_pattern_as(raw: &str, what: &str) -> Result<Pattern, String> {
     parse_inner(raw).map_err(|why| {
         format!(
-            "invalid scope path `{}`: {why}",
+            "invalid {what} `{}`: {why}",
             escape_untrusted(raw, MAX_QUOTED)
         )
     })
@@ -358,6 +425,55 @@ mod tests {
         }
         assert!(parse_pattern(&"a/".repeat(600)).is_err());
         assert!(parse_pattern(&vec!["a"; 65].join("/")).is_err());
+    }
+
+    #[test]
+    fn covers_and_overlaps_agree_with_the_matcher() {
+        // Every path over a small alphabet, up to four segments, both forms.
+        let alphabet = ["a", "ab", "b", "x"];
+        let mut paths: Vec<String> = Vec::new();
+        let mut level: Vec<String> = alphabet.iter().map(|s| (*s).to_owned()).collect();
+        for _ in 0..4 {
+            paths.extend(level.iter().cloned());
+            level = level
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |s| format!("{p}/{s}")))
+                .collect();
+        }
+        let paths: Vec<CanonicalPath> = paths
+            .iter()
+            .flat_map(|p| [p.clone(), format!("{p}/")])
+            .map(|p| canonicalize(&p).unwrap())
+            .collect();
+        let patterns = [
+            "*", "a*", "a/*", "a/", "a", "a/b", "a/b/", "a/b*", "a/a*", "a/ab*", "+", "+/", "+/*",
+            "a/+", "a/+/", "a/+/*", "+/b", "+/b/*", "a/+/b", "ab/*", "a/b/*", "+/+/+", "x/+/a*",
+        ];
+        let matched = |pat: &str| -> Vec<bool> {
+            let p = parse_pattern(pat).unwrap();
+            let mut m = Matcher::default();
+            m.insert(&p, 0);
+            paths
+                .iter()
+                .map(|path| {
+                    let mut hit = false;
+                    m.for_each_match(path, |_| hit = true);
+                    hit
+                })
+                .collect()
+        };
+        for outer in patterns {
+            let o = matched(outer);
+            for inner in patterns {
+                let i = matched(inner);
+                let subset = i.iter().zip(&o).all(|(i, o)| !*i || *o);
+                let meet = i.iter().zip(&o).any(|(i, o)| *i && *o);
+                let (po, pi) = (parse_pattern(outer).unwrap(), parse_pattern(inner).unwrap());
+                assert_eq!(po.covers(&pi), subset, "{outer} covers {inner}");
+                assert_eq!(po.overlaps(&pi), meet, "{outer} overlaps {inner}");
+                assert_eq!(pi.overlaps(&po), meet, "{inner} overlaps {outer}");
+            }
+        }
     }
 
     #[test]

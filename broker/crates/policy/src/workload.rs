@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::capability::{CapSet, Capability};
 use crate::conditions::{Conditions, normalize_peer};
 use crate::denial::Denial;
+use crate::detection::DetectionPolicy;
 use crate::login::Login;
 use crate::path::CanonicalPath;
 use crate::pattern::{Matcher, Pattern};
@@ -124,6 +125,7 @@ pub struct Workload {
     /// Lease lifetimes.
     pub lease: LeaseLimits,
     pub(crate) conditions: Conditions,
+    pub(crate) detection: DetectionPolicy,
     pub(crate) scopes: Vec<Scope>,
     pub(crate) rules: Vec<Rule>,
     pub(crate) matcher: Matcher,
@@ -145,6 +147,12 @@ impl Workload {
     /// The conditions.
     pub fn conditions(&self) -> &Conditions {
         &self.conditions
+    }
+
+    /// What counts as abuse of this workload's identity, and the response
+    /// (`[detection]`; the defaults when the file has none).
+    pub fn detection(&self) -> &DetectionPolicy {
+        &self.detection
     }
 
     /// The scopes, in file order.

@@ -1,7 +1,7 @@
 //! Checking one policy file: parsing it into the raw schema, placing each
 //! problem on its line, and assembling the workload from the sections
-//! (`login`, `lease`, `conditions`, `scope`, each checked in its own
-//! module). Nothing here may stop at the first problem when more can be
+//! (`login`, `lease`, `conditions`, `scope`, `detection`, each checked in
+//! its own module). Nothing here may stop at the first problem when more can be
 //! found, or return a workload from a file that has any problem.
 
 use std::ops::Range;
@@ -13,6 +13,7 @@ use crate::conditions::Conditions;
 use crate::workload::Workload;
 use crate::{MAX_MESSAGE, MAX_QUOTED};
 
+use super::detection::ScopeView;
 use super::raw::RawFile;
 use super::{LoadContext, MAX_FILE_BYTES, MAX_SCOPES, Problem};
 
@@ -144,13 +145,20 @@ impl<'a> FileCheck<'a> {
         }
         let mut scopes = Vec::with_capacity(raw.scope.len());
         let mut rules = Vec::with_capacity(raw.scope.len());
+        let scope_count = raw.scope.len();
         for s in raw.scope {
             if let Some((scope, rule)) = self.scope(s) {
                 scopes.push(scope);
                 rules.push(rule);
             }
         }
-        let (Some((login, role_id_span)), Some(lease)) = (login, lease) else {
+        let view = ScopeView {
+            scopes: &scopes,
+            rules: (rules.len() == scope_count).then_some(rules.as_slice()),
+        };
+        let detection = self.detection(raw.detection, &view, &conditions);
+        let (Some((login, role_id_span)), Some(lease), Some(detection)) = (login, lease, detection)
+        else {
             return None;
         };
         if !self.problems.is_empty() {
@@ -164,6 +172,7 @@ impl<'a> FileCheck<'a> {
                 login,
                 lease,
                 conditions,
+                detection,
                 scopes,
                 rules,
                 matcher,
