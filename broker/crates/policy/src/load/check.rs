@@ -1,8 +1,8 @@
 //! Checking one policy file: parsing it into the raw schema, placing each
 //! problem on its line, and assembling the workload from the sections
 //! (`login`, `lease`, `conditions`, `scope`, `detection`, each checked in
-//! its own module). Nothing here may stop at the first problem when more can be
-//! found, or return a workload from a file that has any problem.
+//! its own module). Nothing here may stop at the first problem when more
+//! can be found, or return a workload from a file that has any problem.
 
 use std::ops::Range;
 use std::path::Path;

@@ -504,3 +504,23 @@ fn allows_source_is_one_token_one_host_unless_an_egress_pool_holds_both() {
     // Outside every pool, the same host still is the same host.
     assert!(d.allows_source(ip("192.0.2.1"), ip("192.0.2.1")));
 }
+
+#[test]
+fn the_shipped_example_declares_its_detection() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../policies/examples");
+    let set = PolicySet::load_dir(
+        &dir,
+        &LoadContext {
+            issuers: vec!["github".into(), "k8s".into()],
+        },
+    )
+    .unwrap_or_else(|p| panic!("{p:#?}"));
+    let d = set.workload("ops-readonly-agent").unwrap().detection();
+    assert!(d.is_canary(&canonicalize("secret/runbooks/payments/break-glass-root").unwrap()));
+    assert!(!d.is_canary(&canonicalize("secret/runbooks/payments/db").unwrap()));
+    assert_eq!(d.scope_violations().threshold, 3);
+    assert_eq!(d.scope_violations().window, secs(600));
+    assert_eq!(d.canary().response.revoke, Some(RevokeScope::Subject));
+    assert!(d.canary().response.quarantine && d.canary().response.alert);
+    assert_eq!(*d.volume(), VolumeRule::default());
+}
