@@ -22,8 +22,8 @@ use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::{Pool, Transaction};
 
 use crate::codec::{EventRow, KvMetaRow, KvRow, LeaseRow, RenewProbe, TokenRow};
-use crate::detect::{AlertRow, DetectionRow, QuarantineRow, SignalRow};
 use crate::commit::ChainedEvent;
+use crate::detect::{AlertRow, DetectionRow, QuarantineRow, SignalRow};
 use crate::query::{Binds, Decodes, Runs};
 use crate::{Revocation, StoreError};
 

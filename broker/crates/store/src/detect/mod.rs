@@ -15,9 +15,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use leash_domain::detection::{
-    AlertDelivery, Detection, Quarantine, Signal, SignalStats, Subject,
-};
+use leash_domain::detection::{AlertDelivery, Detection, Quarantine, Signal, SignalStats, Subject};
 use leash_domain::records::Outcome;
 use sqlx::Pool;
 

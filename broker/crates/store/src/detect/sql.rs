@@ -83,8 +83,10 @@ macro_rules! detection_columns {
 }
 
 /// `$1` the last seq seen, `$2` the limit.
-pub(crate) const SELECT_DETECTIONS: &str =
-    concat!(detection_columns!(), " WHERE seq > $1 ORDER BY seq LIMIT $2");
+pub(crate) const SELECT_DETECTIONS: &str = concat!(
+    detection_columns!(),
+    " WHERE seq > $1 ORDER BY seq LIMIT $2"
+);
 
 /// `$1` the id.
 pub(crate) const SELECT_DETECTION: &str = concat!(detection_columns!(), " WHERE id = $1");
