@@ -27,8 +27,8 @@
 //!   needs gathered in one place; `sql` and `codec` — the shared statements
 //!   and row layouts.
 //! - `postgres` and `sqlite` — the pools, the migrations, each `Dialect`,
-//!   each `Store`; PostgreSQL's one-statement commit; `feed` — its
-//!   revocation announcements.
+//!   each `Store`; PostgreSQL's one-statement commit (its multi-row
+//!   statements in `unnest`); `feed` — its revocation announcements.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -54,6 +54,7 @@ mod query;
 mod read;
 mod sql;
 mod sqlite;
+mod unnest;
 
 pub use detect::{AlertAttempt, AttemptOutcome, ClaimedAlert, DetectionRecord};
 pub use error::{BoxError, StoreError};

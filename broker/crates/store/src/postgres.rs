@@ -34,13 +34,16 @@ use leash_domain::detection::Subject;
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::query::Query;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::codec::{EventColumns, LeaseColumns, TokenColumns};
 use crate::commit::{self, ChainedEvent, UnitOutcome};
 use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
+use crate::unnest::{
+    EVENT_COLUMNS, LEASE_COLUMNS, TOKEN_COLUMNS, bind_events, bind_leases, bind_tokens,
+    insert_unnest,
+};
 use crate::{
     AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
     StoreError, StoreStats, detect, feed, read,
@@ -50,77 +53,6 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 
 /// Locks the chain head for the rest of the transaction.
 const LOCK_HEAD: &str = "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE";
-
-/// The columns of a token row, with the array type each is sent as.
-const TOKEN_COLUMNS: &[(&str, &str)] = &[
-    ("hash", "bytea"),
-    ("accessor", "text"),
-    ("workload", "text"),
-    ("auth_path", "text"),
-    ("issuer", "text"),
-    ("subject", "text"),
-    ("source", "text"),
-    ("meta", "text"),
-    ("created_at", "int8"),
-    ("expires_at", "int8"),
-    ("max_expires_at", "int8"),
-    ("ttl_secs", "int8"),
-    ("renewable", "bool"),
-    ("revoked_at", "int8"),
-];
-
-/// The columns of a lease row.
-const LEASE_COLUMNS: &[(&str, &str)] = &[
-    ("hash", "bytea"),
-    ("token_hash", "bytea"),
-    ("workload", "text"),
-    ("path", "text"),
-    ("lease_path", "text"),
-    ("issued_at", "int8"),
-    ("expires_at", "int8"),
-    ("max_expires_at", "int8"),
-    ("ttl_secs", "int8"),
-    ("renewable", "bool"),
-    ("last_renewal", "int8"),
-    ("revoked_at", "int8"),
-];
-
-/// The columns of an audit row.
-const EVENT_COLUMNS: &[(&str, &str)] = &[
-    ("seq", "int8"),
-    ("request_id", "text"),
-    ("time", "int8"),
-    ("identity", "text"),
-    ("workload", "text"),
-    ("peer", "text"),
-    ("operation", "text"),
-    ("method", "text"),
-    ("path", "text"),
-    ("decision", "text"),
-    ("status", "int4"),
-    ("reason", "text"),
-    ("lease_ref", "text"),
-    ("attestation", "text"),
-    ("mac", "bytea"),
-];
-
-/// `INSERT INTO table (c1, …) SELECT u.* FROM UNNEST($first::t1[], …) AS
-/// u(c1, …)`: many rows at once, one array parameter per column, numbered
-/// from `$first`.
-fn insert_unnest(table: &str, columns: &[(&str, &str)], first: usize) -> String {
-    let names = columns
-        .iter()
-        .map(|(c, _)| *c)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let arrays = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, t))| format!("${}::{t}[]", first + i))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO {table} ({names}) SELECT u.* FROM UNNEST({arrays}) AS u({names})")
-}
 
 /// Each lease inserted only if its token is live at its `issued_at`. The
 /// token row is share-locked, so a concurrent revocation of the token
@@ -282,58 +214,6 @@ impl PgStore {
         self.fast.close().await;
         self.pool.close().await;
     }
-}
-
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
-
-fn bind_tokens(q: PgQuery<'_>, c: TokenColumns) -> PgQuery<'_> {
-    q.bind(c.hash)
-        .bind(c.accessor)
-        .bind(c.workload)
-        .bind(c.auth_path)
-        .bind(c.issuer)
-        .bind(c.subject)
-        .bind(c.source)
-        .bind(c.meta)
-        .bind(c.created_at)
-        .bind(c.expires_at)
-        .bind(c.max_expires_at)
-        .bind(c.ttl_secs)
-        .bind(c.renewable)
-        .bind(c.revoked_at)
-}
-
-fn bind_leases(q: PgQuery<'_>, c: LeaseColumns) -> PgQuery<'_> {
-    q.bind(c.hash)
-        .bind(c.token_hash)
-        .bind(c.workload)
-        .bind(c.path)
-        .bind(c.lease_path)
-        .bind(c.issued_at)
-        .bind(c.expires_at)
-        .bind(c.max_expires_at)
-        .bind(c.ttl_secs)
-        .bind(c.renewable)
-        .bind(c.last_renewal)
-        .bind(c.revoked_at)
-}
-
-fn bind_events<'q>(q: PgQuery<'q>, c: EventColumns<'q>) -> PgQuery<'q> {
-    q.bind(c.seq)
-        .bind(c.request_id)
-        .bind(c.time)
-        .bind(c.identity)
-        .bind(c.workload)
-        .bind(c.peer)
-        .bind(c.operation)
-        .bind(c.method)
-        .bind(c.path)
-        .bind(c.decision)
-        .bind(c.status)
-        .bind(c.reason)
-        .bind(c.lease_ref)
-        .bind(c.attestation)
-        .bind(c.mac)
 }
 
 /// The whole commit in one autocommit statement ([`COMMIT_BATCH`]), when

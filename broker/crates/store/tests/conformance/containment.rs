@@ -552,7 +552,7 @@ pub async fn containment_consequences_commit_with_their_event(h: &Harness) {
     );
     // Then all of it, with its event.
     let u = with(found("det_new"));
-    let out = s.commit(&[u.clone()]).await.unwrap();
+    let out = s.commit(std::slice::from_ref(&u)).await.unwrap();
     assert_eq!(out[0].outcome, Outcome::Recorded);
     assert_eq!(out[0].consequences_affected, 1 + 2 + 1 + 1 + 1);
     assert_eq!(event_at(s, out[0].seq).await.event, u.event);
