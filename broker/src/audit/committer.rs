@@ -285,9 +285,11 @@ mod tests {
     use chrono::{DateTime, Utc};
     use leash_domain::audit::{AuditEvent, Decision, StoredEvent};
     use leash_domain::crypto::{Digest, KeyedHasher};
+    use leash_domain::detection::{Quarantine, Signal, SignalStats, Subject};
     use leash_domain::records::{LeaseRecord, TokenRecord};
     use leash_store::{
-        AuditLog, KvStore, KvVersion, KvVersionMeta, Leases, PoolOptions, SqliteStore, StoreStats,
+        AlertAttempt, AuditLog, ClaimedAlert, DetectionRecord, Detections, KvStore, KvVersion,
+        KvVersionMeta, Leases, PoolOptions, SqliteStore, StoreStats,
     };
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::Semaphore;
@@ -381,6 +383,70 @@ mod tests {
         }
         async fn kv_list(&self, m: &str, f: &str) -> Result<Vec<String>, StoreError> {
             self.inner.kv_list(m, f).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Detections for GatedFlush {
+        async fn signal_stats(
+            &self,
+            s: &Subject,
+            t: DateTime<Utc>,
+        ) -> Result<SignalStats, StoreError> {
+            self.inner.signal_stats(s, t).await
+        }
+        async fn signals(
+            &self,
+            s: &Subject,
+            t: DateTime<Utc>,
+            l: u32,
+        ) -> Result<Vec<Signal>, StoreError> {
+            self.inner.signals(s, t, l).await
+        }
+        async fn active_quarantine(
+            &self,
+            s: &Subject,
+            t: DateTime<Utc>,
+        ) -> Result<Option<Quarantine>, StoreError> {
+            self.inner.active_quarantine(s, t).await
+        }
+        async fn quarantines(&self, s: &Subject) -> Result<Vec<Quarantine>, StoreError> {
+            self.inner.quarantines(s).await
+        }
+        async fn detections(
+            &self,
+            a: Option<i64>,
+            l: u32,
+        ) -> Result<Vec<DetectionRecord>, StoreError> {
+            self.inner.detections(a, l).await
+        }
+        async fn detection(&self, id: &str) -> Result<Option<DetectionRecord>, StoreError> {
+            self.inner.detection(id).await
+        }
+        async fn detections_of(
+            &self,
+            s: &Subject,
+            l: u32,
+        ) -> Result<Vec<DetectionRecord>, StoreError> {
+            self.inner.detections_of(s, l).await
+        }
+        async fn claim_alerts(
+            &self,
+            t: DateTime<Utc>,
+            c: std::time::Duration,
+            l: u32,
+        ) -> Result<Vec<ClaimedAlert>, StoreError> {
+            self.inner.claim_alerts(t, c, l).await
+        }
+        async fn record_alert_attempt(
+            &self,
+            id: &str,
+            a: &AlertAttempt,
+        ) -> Result<bool, StoreError> {
+            self.inner.record_alert_attempt(id, a).await
+        }
+        async fn reap_signals(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.reap_signals(before).await
         }
     }
 

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use leash_domain::crypto::Digest;
+use leash_domain::detection::Subject;
 use leash_domain::records::{Mutation, TokenRecord, TokenSelector};
 use leash_store::{Revocation, Store};
 
@@ -174,6 +175,18 @@ impl SessionCache {
         self.evicting(|map| map.retain(|_, e| e.record.workload != workload));
     }
 
+    /// Forgets every token of `subject`.
+    pub fn evict_subject(&self, subject: &Subject) {
+        self.evicting(|map| map.retain(|_, e| !subject.matches(&e.record)));
+    }
+
+    /// Forgets every token of this issuer and subject, in any workload.
+    pub fn evict_attestation(&self, issuer: &str, subject: &str) {
+        self.evicting(|map| {
+            map.retain(|_, e| !(e.record.issuer == issuer && e.record.subject == subject))
+        });
+    }
+
     /// Forgets what `m` revokes, if it revokes tokens (see
     /// [`revokes_tokens`]).
     pub fn evict_for(&self, m: &Mutation) {
@@ -187,6 +200,14 @@ impl SessionCache {
                 selector: TokenSelector::Accessor(a),
                 ..
             } => self.evicting(|map| map.retain(|_, e| e.record.accessor != *a)),
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Subject(s),
+                ..
+            } => self.evict_subject(s),
+            Mutation::RevokeTokens {
+                selector: TokenSelector::Attestation { issuer, subject },
+                ..
+            } => self.evict_attestation(issuer, subject),
             _ => {}
         }
     }
@@ -220,6 +241,8 @@ impl SessionCache {
         match r {
             Revocation::Token(d) => self.evict(d),
             Revocation::Workload(w) => self.evict_workload(w),
+            Revocation::Subject(s) => self.evict_subject(s),
+            Revocation::Attestation { issuer, subject } => self.evict_attestation(issuer, subject),
             Revocation::Unknown => self.clear(),
         }
     }

@@ -11,7 +11,9 @@
 //! batches of one replica) write one gap-free chain in commit order while
 //! their mutations overlap. Mutations are conditional
 //! `UPDATE`s/`INSERT … SELECT … WHERE EXISTS`, re-checked by PostgreSQL
-//! after any row-lock wait; conflicting ones serialise on their rows.
+//! after any row-lock wait; conflicting ones serialise on their rows. A
+//! login and a quarantine (or revocation by subject) of the same subject
+//! serialise on the subject's advisory lock (`leash_login_open`).
 //! Must never happen: a renewal applied after the revocation of its lease
 //! or token committed; a lease inserted for a token that is not live; an
 //! audit seq used twice or skipped; a connection URL (which may hold a
@@ -28,96 +30,29 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::detection::Subject;
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::query::Query;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::codec::{EventColumns, LeaseColumns, TokenColumns};
 use crate::commit::{self, ChainedEvent, UnitOutcome};
 use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
+use crate::unnest::{
+    EVENT_COLUMNS, LEASE_COLUMNS, TOKEN_COLUMNS, bind_events, bind_leases, bind_tokens,
+    insert_unnest,
+};
 use crate::{
     AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
-    StoreError, StoreStats, feed, read,
+    StoreError, StoreStats, detect, feed, read,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
 
 /// Locks the chain head for the rest of the transaction.
 const LOCK_HEAD: &str = "SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE";
-
-/// The columns of a token row, with the array type each is sent as.
-const TOKEN_COLUMNS: &[(&str, &str)] = &[
-    ("hash", "bytea"),
-    ("accessor", "text"),
-    ("workload", "text"),
-    ("auth_path", "text"),
-    ("issuer", "text"),
-    ("subject", "text"),
-    ("source", "text"),
-    ("meta", "text"),
-    ("created_at", "int8"),
-    ("expires_at", "int8"),
-    ("max_expires_at", "int8"),
-    ("ttl_secs", "int8"),
-    ("renewable", "bool"),
-    ("revoked_at", "int8"),
-];
-
-/// The columns of a lease row.
-const LEASE_COLUMNS: &[(&str, &str)] = &[
-    ("hash", "bytea"),
-    ("token_hash", "bytea"),
-    ("workload", "text"),
-    ("path", "text"),
-    ("lease_path", "text"),
-    ("issued_at", "int8"),
-    ("expires_at", "int8"),
-    ("max_expires_at", "int8"),
-    ("ttl_secs", "int8"),
-    ("renewable", "bool"),
-    ("last_renewal", "int8"),
-    ("revoked_at", "int8"),
-];
-
-/// The columns of an audit row.
-const EVENT_COLUMNS: &[(&str, &str)] = &[
-    ("seq", "int8"),
-    ("request_id", "text"),
-    ("time", "int8"),
-    ("identity", "text"),
-    ("workload", "text"),
-    ("peer", "text"),
-    ("operation", "text"),
-    ("method", "text"),
-    ("path", "text"),
-    ("decision", "text"),
-    ("status", "int4"),
-    ("reason", "text"),
-    ("lease_ref", "text"),
-    ("attestation", "text"),
-    ("mac", "bytea"),
-];
-
-/// `INSERT INTO table (c1, …) SELECT u.* FROM UNNEST($first::t1[], …) AS
-/// u(c1, …)`: many rows at once, one array parameter per column, numbered
-/// from `$first`.
-fn insert_unnest(table: &str, columns: &[(&str, &str)], first: usize) -> String {
-    let names = columns
-        .iter()
-        .map(|(c, _)| *c)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let arrays = columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, t))| format!("${}::{t}[]", first + i))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("INSERT INTO {table} ({names}) SELECT u.* FROM UNNEST({arrays}) AS u({names})")
-}
 
 /// Each lease inserted only if its token is live at its `issued_at`. The
 /// token row is share-locked, so a concurrent revocation of the token
@@ -126,9 +61,24 @@ fn insert_unnest(table: &str, columns: &[(&str, &str)], first: usize) -> String 
 const LEASE_TOKEN_LIVE: &str = " WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
      AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE)";
 
-/// Tokens, many at once (`$1`…`$14`).
-static INSERT_TOKENS: LazyLock<String> =
-    LazyLock::new(|| insert_unnest("tokens", TOKEN_COLUMNS, 1));
+/// Each token inserted only if its subject has no quarantine in force at
+/// its `created_at`: `leash_login_open` (see the migration that creates it)
+/// takes the subject's advisory lock shared — waiting for a quarantine
+/// being committed, with `true`; refusing, with `false` — then checks with
+/// a fresh snapshot.
+fn token_open(wait: bool) -> String {
+    format!(" WHERE leash_login_open(u.workload, u.issuer, u.subject, u.created_at, {wait})")
+}
+
+/// Tokens, many at once (`$1`…`$14`), each only while its subject is not
+/// under quarantine. Returns the hashes of the tokens inserted.
+static INSERT_TOKENS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}{} RETURNING hash",
+        insert_unnest("tokens", TOKEN_COLUMNS, 1),
+        token_open(true)
+    )
+});
 
 /// Leases, many at once (`$1`…`$12`), each only while its token is live.
 /// Returns the hashes of the leases inserted.
@@ -152,7 +102,8 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 /// A whole batch of leases (`$1`…`$12`), tokens (`$13`…`$26`) and audit rows
 /// (`$27`…`$41`) in one autocommit statement, written only if the batch
 /// still matches the database: every lease inserted (`$42` of them: each
-/// token live), every token inserted (`$43`), and the head where the
+/// token live), every token inserted (`$43`: none quarantined, none
+/// waiting for a quarantine being committed), and the head where the
 /// events were chained from (`$44` seq, `$45` MAC), checked under the
 /// head's lock. Otherwise `leash_expect` aborts the statement, undoing all
 /// of it. The head moves to `$46`, `$47`. The token rows are share-locked
@@ -161,7 +112,7 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 static COMMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH l AS ({leases}{LEASE_TOKEN_LIVE} RETURNING 1), \
-         t AS ({tokens} RETURNING 1), \
+         t AS ({tokens}{open} RETURNING 1), \
          h AS (SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE), \
          ok AS (SELECT leash_expect((SELECT count(*) FROM l) = $42 \
          AND (SELECT count(*) FROM t) = $43 \
@@ -170,6 +121,7 @@ static COMMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
          UPDATE audit_head SET seq = $46, mac = $47 WHERE id = 1 AND (SELECT ok FROM ok)",
         leases = insert_unnest("leases", LEASE_COLUMNS, 1),
         tokens = insert_unnest("tokens", TOKEN_COLUMNS, 13),
+        open = token_open(false),
         events = insert_unnest("audit_events", EVENT_COLUMNS, 27),
     )
 });
@@ -191,7 +143,7 @@ const RENEW_TOKEN: &str = "UPDATE tokens SET expires_at = LEAST($2, max_expires_
 
 /// Leash state in PostgreSQL.
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Connections for [`fast_commit`]'s one statement (generic plans).
     fast: PgPool,
     hasher: KeyedHasher,
@@ -262,58 +214,6 @@ impl PgStore {
         self.fast.close().await;
         self.pool.close().await;
     }
-}
-
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
-
-fn bind_tokens(q: PgQuery<'_>, c: TokenColumns) -> PgQuery<'_> {
-    q.bind(c.hash)
-        .bind(c.accessor)
-        .bind(c.workload)
-        .bind(c.auth_path)
-        .bind(c.issuer)
-        .bind(c.subject)
-        .bind(c.source)
-        .bind(c.meta)
-        .bind(c.created_at)
-        .bind(c.expires_at)
-        .bind(c.max_expires_at)
-        .bind(c.ttl_secs)
-        .bind(c.renewable)
-        .bind(c.revoked_at)
-}
-
-fn bind_leases(q: PgQuery<'_>, c: LeaseColumns) -> PgQuery<'_> {
-    q.bind(c.hash)
-        .bind(c.token_hash)
-        .bind(c.workload)
-        .bind(c.path)
-        .bind(c.lease_path)
-        .bind(c.issued_at)
-        .bind(c.expires_at)
-        .bind(c.max_expires_at)
-        .bind(c.ttl_secs)
-        .bind(c.renewable)
-        .bind(c.last_renewal)
-        .bind(c.revoked_at)
-}
-
-fn bind_events<'q>(q: PgQuery<'q>, c: EventColumns<'q>) -> PgQuery<'q> {
-    q.bind(c.seq)
-        .bind(c.request_id)
-        .bind(c.time)
-        .bind(c.identity)
-        .bind(c.workload)
-        .bind(c.peer)
-        .bind(c.operation)
-        .bind(c.method)
-        .bind(c.path)
-        .bind(c.decision)
-        .bind(c.status)
-        .bind(c.reason)
-        .bind(c.lease_ref)
-        .bind(c.attestation)
-        .bind(c.mac)
 }
 
 /// The whole commit in one autocommit statement ([`COMMIT_BATCH`]), when
@@ -404,17 +304,32 @@ impl Dialect for Postgres {
     const COMMIT_HEAD: &'static str = LOCK_HEAD;
     const RENEW_LEASE: &'static str = RENEW_LEASE;
     const RENEW_TOKEN: &'static str = RENEW_TOKEN;
+    const CLAIM_ALERTS: &'static str = detect::sql::CLAIM_ALERTS_SKIP_LOCKED;
 
     async fn insert_tokens(
         conn: &mut PgConnection,
         tokens: &[&TokenRecord],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let c = TokenColumns::of(tokens)?;
-        let n = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
+        let inserted: Vec<Vec<u8>> = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
+            .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
+            .fetch_all(conn)
+            .await?;
+        let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
+        Ok(tokens
+            .iter()
+            .map(|t| inserted.contains(&t.hash.0[..]))
+            .collect())
+    }
+
+    async fn lock_subject(conn: &mut PgConnection, s: &Subject) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(leash_subject_lock_key($1, $2, $3))")
+            .bind(&s.workload)
+            .bind(&s.issuer)
+            .bind(&s.subject)
             .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(n)
+            .await?;
+        Ok(())
     }
 
     async fn insert_leases(

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "conformance/containment.rs"]
+mod containment;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,10 +75,19 @@ conformance!(
     a_refused_request_still_gets_its_consequences,
     a_revocation_among_consequences_is_announced,
     consequences_in_a_batch_of_reads_keep_the_chain,
+    signals_count_in_their_window_per_subject,
+    quarantine_is_active_until_expiry_or_release,
+    logins_are_refused_while_quarantined,
+    a_login_racing_a_quarantine_never_outlives_it,
+    revoke_by_subject_and_by_attestation,
+    detections_page_and_look_up,
+    outbox_claims_are_exclusive_and_retried,
+    containment_consequences_commit_with_their_event,
 );
 
 mod cases {
     use super::*;
+    pub use crate::containment::*;
 
     fn write(path: &str, sealed: &[u8], rule: WriteRule, cas: Option<u64>) -> Mutation {
         Mutation::KvWrite {

@@ -350,6 +350,11 @@ pub fn unit(m: Mutation) -> CommitUnit {
         Mutation::RevokeTokens { .. } => "admin.revoke_tokens",
         Mutation::KvWrite { .. } => "kv.write",
         Mutation::KvDelete { .. } => "kv.delete",
+        Mutation::RecordSignal(_) => "detect.signal",
+        Mutation::Quarantine(_) => "admin.quarantine",
+        Mutation::ReleaseQuarantine { .. } => "admin.release",
+        Mutation::RecordDetection(_) => "detect.detection",
+        Mutation::EnqueueAlert(_) => "detect.alert",
     };
     CommitUnit {
         mutation: Some(m),
