@@ -87,7 +87,9 @@ impl IfNotApplied {
         match self {
             IfNotApplied::Denied => 403,
             IfNotApplied::LeaseNotFound => 400,
-            IfNotApplied::LoginNotRecorded | IfNotApplied::RevocationNotRecorded => 503,
+            IfNotApplied::LoginNotRecorded
+            | IfNotApplied::RevocationNotRecorded
+            | IfNotApplied::QuarantineNotRecorded => 503,
         }
     }
 }

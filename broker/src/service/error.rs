@@ -109,6 +109,8 @@ pub enum IfNotApplied {
     LoginNotRecorded,
     /// 503: an operator's revocation could not be recorded.
     RevocationNotRecorded,
+    /// 503: an operator's quarantine or release could not be recorded.
+    QuarantineNotRecorded,
 }
 
 /// Vault's answer to a check-and-set mismatch, whatever the route planned.
@@ -133,6 +135,7 @@ impl IfNotApplied {
             IfNotApplied::LeaseNotFound => "lease not found",
             IfNotApplied::LoginNotRecorded => "login could not be recorded",
             IfNotApplied::RevocationNotRecorded => "revocation could not be recorded",
+            IfNotApplied::QuarantineNotRecorded => "quarantine could not be recorded",
         }
     }
 }

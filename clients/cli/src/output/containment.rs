@@ -20,11 +20,11 @@ fn field(s: &str) -> String {
 
 /// One `leash detections list` line:
 /// `seq at detector workload subject responses summary` (`responses`
-/// ends in `(dry-run)` for a detection that changed nothing).
+/// reads `dry-run:…` for a detection that changed nothing).
 pub(crate) fn detection_line(d: &DetectionView) -> String {
     let mut responses = list(&d.responses);
     if d.dry_run {
-        responses.push_str("(dry-run)");
+        responses = format!("dry-run:{responses}");
     }
     format!(
         "{} {} {} {} {} {} {}\n",
@@ -159,7 +159,7 @@ mod tests {
         d.summary.clear();
         assert_eq!(
             detection_line(&d),
-            "4 2024-01-01T00:00:00Z enumeration app svc_one -(dry-run) -\n"
+            "4 2024-01-01T00:00:00Z enumeration app svc_one dry-run:- -\n"
         );
         let text = detection_text(&detection());
         assert!(text.starts_with("id         det_4\n"), "{text}");
