@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEvent;
 use crate::crypto::Digest;
+use crate::detection::{AlertDelivery, Detection, Quarantine, Signal, Subject};
 
 /// A broker token, as stored. The token itself is never stored: `hash` is
 /// its keyed digest.
@@ -111,7 +112,9 @@ pub enum WriteRule {
 /// A change of state, applied in the same transaction as its audit event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mutation {
-    /// Store a new token. Always applies.
+    /// Store a new token. Applies unless the token's [`Subject`] has a
+    /// quarantine in force at `created_at` ([`NotApplied::Quarantined`]),
+    /// checked so that a login racing a quarantine never outlives it.
     InsertToken(TokenRecord),
     /// Store a new lease. Applies only if the owning token is live at
     /// `issued_at`: a token revoked while a read was in flight hands out
@@ -202,6 +205,24 @@ pub enum Mutation {
         /// The time of the request.
         now: DateTime<Utc>,
     },
+    /// Record a refusal a detector counts. Always applies (1 row).
+    RecordSignal(Signal),
+    /// Refuse the subject's logins from `since`. Idempotent: applies with
+    /// 0 rows when a quarantine of the subject is already in force at
+    /// `since`.
+    Quarantine(Quarantine),
+    /// Release every quarantine of the subject in force at `at`; affected:
+    /// the quarantines released.
+    ReleaseQuarantine {
+        /// Who.
+        subject: Subject,
+        /// The time of the release.
+        at: DateTime<Utc>,
+    },
+    /// Record a detection. Always applies (1 row).
+    RecordDetection(Detection),
+    /// Queue an alert for delivery. Always applies (1 row).
+    EnqueueAlert(AlertDelivery),
 }
 
 /// Which tokens an operator revokes.
@@ -211,6 +232,16 @@ pub enum TokenSelector {
     Accessor(String),
     /// Every token of this workload.
     Workload(String),
+    /// Every token of this workload, issuer and subject (one attested
+    /// identity of one workload).
+    Subject(Subject),
+    /// Every token of this issuer and subject, whatever the workload.
+    Attestation {
+        /// The issuer.
+        issuer: String,
+        /// The attested subject.
+        subject: String,
+    },
 }
 
 /// Why a conditional mutation did not apply.
@@ -233,6 +264,8 @@ pub enum NotApplied {
     AlreadyExists,
     /// An update-only write found no secret.
     Missing,
+    /// A login for an identity under quarantine.
+    Quarantined,
 }
 
 impl NotApplied {
@@ -247,6 +280,7 @@ impl NotApplied {
             NotApplied::CasMismatch => "check-and-set mismatch",
             NotApplied::AlreadyExists => "secret exists and the workload may only create",
             NotApplied::Missing => "secret missing and the workload may only update",
+            NotApplied::Quarantined => "identity quarantined",
         }
     }
 

@@ -33,7 +33,7 @@ pub(crate) fn time(what: &'static str, us: i64) -> Result<DateTime<Utc>, StoreEr
         .ok_or_else(|| StoreError::corrupt(what, "time out of range"))
 }
 
-fn opt_time(what: &'static str, us: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+pub(crate) fn opt_time(what: &'static str, us: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     us.map(|us| time(what, us)).transpose()
 }
 

@@ -22,7 +22,7 @@ use sqlx::Pool;
 use crate::StoreError;
 use crate::codec;
 use crate::dialect::{Dialect, begin_write};
-use crate::mutation::{apply, lease_outcome};
+use crate::mutation::{apply, lease_outcome, token_outcome};
 
 /// An audit event at its place in the chain, ready to insert.
 pub(crate) struct ChainedEvent<'a> {
@@ -91,8 +91,8 @@ pub(crate) fn chain<'a>(
 /// records only, or its one mutation inserts a token or a lease (a unit
 /// with consequences never does). Within such a run no unit can change
 /// another's outcome (a lease needs a token a client already holds, so
-/// never one inserted in the same run), so its rows may be written
-/// together.
+/// never one inserted in the same run; a quarantine, which refuses a token,
+/// is never in a run), so its rows may be written together.
 pub(crate) fn batchable(unit: &CommitUnit) -> bool {
     unit.consequences.is_empty()
         && matches!(
@@ -178,9 +178,12 @@ async fn apply_run<DB: Dialect>(
             _ => None,
         })
         .collect();
-    if !tokens.is_empty() {
-        DB::insert_tokens(&mut *conn, &tokens).await?;
+    let mut tokens_inserted = if tokens.is_empty() {
+        Vec::new()
+    } else {
+        DB::insert_tokens(&mut *conn, &tokens).await?
     }
+    .into_iter();
     let leases: Vec<&LeaseRecord> = run
         .iter()
         .filter_map(|u| match u.own() {
@@ -198,7 +201,9 @@ async fn apply_run<DB: Dialect>(
     for unit in run {
         out.push(match unit.own() {
             None => Outcome::Recorded,
-            Some(Mutation::InsertToken(_)) => Outcome::Applied { affected: 1 },
+            Some(Mutation::InsertToken(_)) => {
+                token_outcome(tokens_inserted.next().unwrap_or(false))
+            }
             _ => lease_outcome(inserted.next().unwrap_or(false)),
         });
     }

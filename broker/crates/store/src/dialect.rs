@@ -5,7 +5,9 @@
 //! Owns: the list of what differs between the two databases — how a write
 //! transaction begins, the statement that reads (and, where the database
 //! needs it, locks) the audit head in a commit, the two conditional
-//! renewals, the multi-row writes, and how a revocation is announced — and
+//! renewals, the multi-row writes, how a revocation is announced, how a
+//! subject is locked against a concurrent login, how alerts are claimed —
+//! and
 //! (as supertraits) every sqlx capability the shared code relies on: the
 //! value types it binds and the row shapes it decodes.
 //! Must never happen: a branch on the database kind in the shared code
@@ -15,10 +17,12 @@
 use std::future::Future;
 
 use leash_domain::crypto::Digest;
+use leash_domain::detection::Subject;
 use leash_domain::records::{LeaseRecord, TokenRecord};
 use sqlx::{Pool, Transaction};
 
 use crate::codec::{EventRow, KvMetaRow, KvRow, LeaseRow, RenewProbe, TokenRow};
+use crate::detect::{AlertRow, DetectionRow, QuarantineRow, SignalRow};
 use crate::commit::ChainedEvent;
 use crate::query::{Binds, Decodes, Runs};
 use crate::{Revocation, StoreError};
@@ -35,12 +39,21 @@ pub(crate) trait Dialect:
     + for<'q> Binds<'q, i64>
     + for<'q> Binds<'q, &'q str>
     + for<'q> Binds<'q, &'q [u8]>
+    + for<'q> Binds<'q, Option<i64>>
+    + for<'q> Binds<'q, Option<&'q str>>
+    + for<'q> Binds<'q, bool>
     + Decodes<TokenRow>
     + Decodes<LeaseRow>
     + Decodes<EventRow>
     + Decodes<RenewProbe>
     + Decodes<KvRow>
     + Decodes<KvMetaRow>
+    + Decodes<SignalRow>
+    + Decodes<QuarantineRow>
+    + Decodes<DetectionRow>
+    + Decodes<AlertRow>
+    // Signal counts: refusals, distinct paths, lists.
+    + Decodes<(i64, i64, i64)>
     // The audit head: seq and MAC.
     + Decodes<(i64, Vec<u8>)>
     // Live tokens, live leases, the head seq.
@@ -70,12 +83,30 @@ pub(crate) trait Dialect:
     /// Changes no row unless the token is live and renewable.
     const RENEW_TOKEN: &'static str;
 
-    /// Inserts tokens (one statement where the database allows it); the
-    /// rows inserted.
+    /// Claims due alerts: `$1` now, `$2` claimed until, `$3` the limit.
+    /// Sets `claimed_until` on undelivered, not given up alerts whose
+    /// `next_attempt_at <= $1` and whose claim is absent or lapsed, so
+    /// that two concurrent claims never return the same one; returns
+    /// [`AlertRow`]s.
+    const CLAIM_ALERTS: &'static str;
+
+    /// Inserts tokens (one statement where the database allows it), each
+    /// only if its subject has no quarantine in force at its `created_at`
+    /// (checked so that it cannot race a quarantine: see
+    /// [`Dialect::lock_subject`]); whether each one was inserted, in order.
     fn insert_tokens(
         conn: &mut Self::Connection,
         tokens: &[&TokenRecord],
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Excludes every login of `subject` until the transaction ends, and
+    /// waits for those in flight: taken before a quarantine or a revocation
+    /// by subject writes, so that a concurrent login either commits first
+    /// (and is revoked) or sees the quarantine.
+    fn lock_subject(
+        conn: &mut Self::Connection,
+        subject: &Subject,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Inserts leases, each only while its token is live at its
     /// `issued_at`; whether each one was inserted, in order.

@@ -3,9 +3,11 @@
 //! (a single node, `dev`), behind one [`Store`] trait.
 //!
 //! Owns: the schema (the migrations under `migrations/`), the conditional
-//! mutations that decide whether a lease or token may be extended, and the
-//! one transaction that applies a batch of mutations together with their
-//! hash-chained audit rows.
+//! mutations that decide whether a lease or token may be extended (or a
+//! login of a quarantined identity recorded), and the one transaction that
+//! applies a batch of mutations together with their hash-chained audit
+//! rows — containment's signals, quarantines, detections and alerts
+//! included.
 //! Must never happen: a mutation committed without its audit row (or the
 //! reverse); a renewal that succeeds after the revocation of its lease or
 //! token committed; a gap or fork in the audit chain, even with several
@@ -18,7 +20,8 @@
 //!
 //! - `commit` — a batch of units in one general transaction, and the audit
 //!   chain; `mutation` — what each mutation does; `read` — lookups, the
-//!   audit log, counts, reaping; `kv` — the built-in secret store.
+//!   audit log, counts, reaping; `kv` — the built-in secret store;
+//!   `detect` — containment's state ([`Detections`]) and its mutations.
 //! - `dialect` — what differs between the databases (the `Dialect` trait);
 //!   `query` — sqlx's query API over either database, with the bounds that
 //!   needs gathered in one place; `sql` and `codec` — the shared statements
@@ -34,11 +37,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::detection::{Quarantine, Signal, SignalStats, Subject};
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
 use serde::Serialize;
 
 mod codec;
 mod commit;
+mod detect;
 mod dialect;
 mod error;
 mod feed;
@@ -50,6 +55,7 @@ mod read;
 mod sql;
 mod sqlite;
 
+pub use detect::{AlertAttempt, AttemptOutcome, ClaimedAlert, DetectionRecord};
 pub use error::{BoxError, StoreError};
 pub use feed::{Revocation, RevocationFeed};
 pub use kv::{KvVersion, KvVersionMeta};
@@ -59,10 +65,10 @@ pub use sqlite::SqliteStore;
 /// Leash's state, in one database: the commit pipeline, and (as
 /// supertraits) the reads and writes outside it, by concern — the audit
 /// log ([`AuditLog`]), tokens and leases ([`Leases`]), the built-in secret
-/// store ([`KvStore`]). Held as `Arc<dyn Store>`; every method of the
-/// supertraits is callable on it.
+/// store ([`KvStore`]), containment's state ([`Detections`]). Held as
+/// `Arc<dyn Store>`; every method of the supertraits is callable on it.
 #[async_trait::async_trait]
-pub trait Store: AuditLog + Leases + KvStore + Send + Sync + 'static {
+pub trait Store: AuditLog + Leases + KvStore + Detections + Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
     fn kind(&self) -> &'static str;
 
@@ -175,6 +181,86 @@ pub trait KvStore: Send + Sync {
     /// literal): leaf names and `"sub/"` for sub-folders, sorted; empty if
     /// none.
     async fn kv_list(&self, mount: &str, folder: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Containment's state, outside commits: the signals detectors count,
+/// quarantines, detections, and the alert outbox (each is written by
+/// [`Store::commit`] as a mutation of the request that caused it; only the
+/// outbox's delivery bookkeeping and reaping are written here).
+#[async_trait::async_trait]
+pub trait Detections: Send + Sync {
+    /// Counts of the subject's signals at or after `since`.
+    async fn signal_stats(
+        &self,
+        subject: &Subject,
+        since: DateTime<Utc>,
+    ) -> Result<SignalStats, StoreError>;
+
+    /// Up to `limit` of the subject's signals at or after `since`, newest
+    /// first.
+    async fn signals(
+        &self,
+        subject: &Subject,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Signal>, StoreError>;
+
+    /// The subject's quarantine in force at `now` (the newest, if several),
+    /// or `None`.
+    async fn active_quarantine(
+        &self,
+        subject: &Subject,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Quarantine>, StoreError>;
+
+    /// Every quarantine of the subject, newest first. A released one ends
+    /// at its release: its `until` is the earlier of the two.
+    async fn quarantines(&self, subject: &Subject) -> Result<Vec<Quarantine>, StoreError>;
+
+    /// Up to `limit` detections with `seq > after_seq` (all with `None`),
+    /// ascending. Seqs are taken at insert: with concurrent commits a
+    /// detection may become visible after one with a higher seq, so a
+    /// cursor that must miss none re-reads a little behind its last seq.
+    async fn detections(
+        &self,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DetectionRecord>, StoreError>;
+
+    /// The detection with this id.
+    async fn detection(&self, id: &str) -> Result<Option<DetectionRecord>, StoreError>;
+
+    /// Up to `limit` of the subject's detections, newest first.
+    async fn detections_of(
+        &self,
+        subject: &Subject,
+        limit: u32,
+    ) -> Result<Vec<DetectionRecord>, StoreError>;
+
+    /// Claims up to `limit` alerts due at `now` (not delivered, not given
+    /// up, `next_attempt_at <= now`, no claim in force) until `now +
+    /// claim_for`, most overdue first. Two concurrent claims (from any
+    /// replicas) never return the same alert; a claim that lapses without
+    /// an attempt recorded makes the alert claimable again.
+    async fn claim_alerts(
+        &self,
+        now: DateTime<Utc>,
+        claim_for: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedAlert>, StoreError>;
+
+    /// Records an attempt at delivering an alert: an attempt row, one more
+    /// attempt counted, the claim released, and per the outcome, delivered,
+    /// due again, or given up. `false` (nothing recorded) when the alert is
+    /// unknown, delivered or given up.
+    async fn record_alert_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &AlertAttempt,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes signals older than `before`; returns how many.
+    async fn reap_signals(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// Counts for metrics and health.

@@ -1,11 +1,13 @@
 //! What each [`Mutation`] does to the database, inside a commit's
 //! transaction, for both databases.
 //!
-//! Owns: the conditional writes (a lease inserted only for a live token, a
-//! renewal only of a live lease owned by the presenting token), the
+//! Owns: the conditional writes (a token inserted only for an identity not
+//! under quarantine, a lease only for a live token, a renewal only of a
+//! live lease owned by the presenting token), the
 //! classification of a refused renewal, the revocations and the
 //! announcement each one that revokes a token makes in its own
-//! transaction. The built-in store's writes are in `crate::kv`.
+//! transaction. The built-in store's writes are in `crate::kv`,
+//! containment's in `crate::detect`.
 //! Must never happen: a check read before a write it guards (each condition
 //! is in the statement that writes, so it holds under concurrency); a
 //! token revoked without its announcement; a revocation that is not
@@ -18,7 +20,7 @@ use leash_domain::records::{Mutation, NotApplied, Outcome, TokenSelector};
 
 use crate::codec::{self, micros};
 use crate::dialect::Dialect;
-use crate::{Revocation, StoreError, kv, sql};
+use crate::{Revocation, StoreError, detect, kv, sql};
 
 /// Applies one mutation on `conn` (a write transaction) and says what it
 /// did.
@@ -28,8 +30,8 @@ pub(crate) async fn apply<DB: Dialect>(
 ) -> Result<Outcome, StoreError> {
     match m {
         Mutation::InsertToken(t) => {
-            let n = DB::insert_tokens(conn, &[t]).await?;
-            Ok(Outcome::Applied { affected: n })
+            let inserted = DB::insert_tokens(conn, &[t]).await?;
+            Ok(token_outcome(inserted.first().copied().unwrap_or(false)))
         }
         Mutation::InsertLease(l) => {
             let inserted = DB::insert_leases(conn, &[l]).await?;
@@ -88,6 +90,23 @@ pub(crate) async fn apply<DB: Dialect>(
             let n = kv::delete_latest::<DB>(conn, mount, path, micros(*now)).await?;
             Ok(Outcome::Applied { affected: n })
         }
+        Mutation::RecordSignal(s) => detect::record_signal::<DB>(conn, s).await,
+        Mutation::Quarantine(q) => detect::quarantine::<DB>(conn, q).await,
+        Mutation::ReleaseQuarantine { subject, at } => {
+            detect::release::<DB>(conn, subject, *at).await
+        }
+        Mutation::RecordDetection(d) => detect::record_detection::<DB>(conn, d).await,
+        Mutation::EnqueueAlert(a) => detect::enqueue_alert::<DB>(conn, a).await,
+    }
+}
+
+/// A token insert's outcome: applied, or refused because its identity is
+/// under quarantine.
+pub(crate) fn token_outcome(inserted: bool) -> Outcome {
+    if inserted {
+        Outcome::Applied { affected: 1 }
+    } else {
+        Outcome::NotApplied(NotApplied::Quarantined)
     }
 }
 
@@ -203,6 +222,44 @@ async fn revoke_tokens<DB: Dialect>(
                 sql::REVOKE_LEASES_BY_WORKLOAD,
                 sql::REVOKE_TOKENS_BY_WORKLOAD,
             )
+        }
+        TokenSelector::Subject(s) => {
+            // Logins of the subject in flight commit first (and are
+            // revoked here) or wait and then see any quarantine this
+            // transaction records.
+            DB::lock_subject(&mut *conn, s).await?;
+            DB::announce(&mut *conn, &Revocation::Subject(s.clone())).await?;
+            let mut n = 0;
+            for stmt in [sql::REVOKE_LEASES_BY_SUBJECT, sql::REVOKE_TOKENS_BY_SUBJECT] {
+                n += DB::query(stmt)
+                    .bind(s.workload.as_str())
+                    .bind(s.issuer.as_str())
+                    .bind(s.subject.as_str())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(Outcome::Applied { affected: n });
+        }
+        TokenSelector::Attestation { issuer, subject } => {
+            let r = Revocation::Attestation {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+            };
+            DB::announce(&mut *conn, &r).await?;
+            let mut n = 0;
+            for stmt in [
+                sql::REVOKE_LEASES_BY_ATTESTATION,
+                sql::REVOKE_TOKENS_BY_ATTESTATION,
+            ] {
+                n += DB::query(stmt)
+                    .bind(issuer.as_str())
+                    .bind(subject.as_str())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            return Ok(Outcome::Applied { affected: n });
         }
     };
     let mut n = 0;

@@ -11,7 +11,9 @@
 //! batches of one replica) write one gap-free chain in commit order while
 //! their mutations overlap. Mutations are conditional
 //! `UPDATE`s/`INSERT … SELECT … WHERE EXISTS`, re-checked by PostgreSQL
-//! after any row-lock wait; conflicting ones serialise on their rows.
+//! after any row-lock wait; conflicting ones serialise on their rows. A
+//! login and a quarantine (or revocation by subject) of the same subject
+//! serialise on the subject's advisory lock (`leash_login_open`).
 //! Must never happen: a renewal applied after the revocation of its lease
 //! or token committed; a lease inserted for a token that is not live; an
 //! audit seq used twice or skipped; a connection URL (which may hold a
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::detection::Subject;
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, Mutation, Outcome, TokenRecord};
 use sqlx::Postgres;
 use sqlx::migrate::Migrator;
@@ -40,7 +43,7 @@ use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
 use crate::{
     AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
-    StoreError, StoreStats, feed, read,
+    StoreError, StoreStats, detect, feed, read,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/postgres");
@@ -126,9 +129,24 @@ fn insert_unnest(table: &str, columns: &[(&str, &str)], first: usize) -> String 
 const LEASE_TOKEN_LIVE: &str = " WHERE EXISTS (SELECT 1 FROM tokens t WHERE t.hash = u.token_hash \
      AND t.revoked_at IS NULL AND t.expires_at > u.issued_at FOR SHARE)";
 
-/// Tokens, many at once (`$1`…`$14`).
-static INSERT_TOKENS: LazyLock<String> =
-    LazyLock::new(|| insert_unnest("tokens", TOKEN_COLUMNS, 1));
+/// Each token inserted only if its subject has no quarantine in force at
+/// its `created_at`: `leash_login_open` (see the migration that creates it)
+/// takes the subject's advisory lock shared — waiting for a quarantine
+/// being committed, with `true`; refusing, with `false` — then checks with
+/// a fresh snapshot.
+fn token_open(wait: bool) -> String {
+    format!(" WHERE leash_login_open(u.workload, u.issuer, u.subject, u.created_at, {wait})")
+}
+
+/// Tokens, many at once (`$1`…`$14`), each only while its subject is not
+/// under quarantine. Returns the hashes of the tokens inserted.
+static INSERT_TOKENS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}{} RETURNING hash",
+        insert_unnest("tokens", TOKEN_COLUMNS, 1),
+        token_open(true)
+    )
+});
 
 /// Leases, many at once (`$1`…`$12`), each only while its token is live.
 /// Returns the hashes of the leases inserted.
@@ -152,7 +170,8 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 /// A whole batch of leases (`$1`…`$12`), tokens (`$13`…`$26`) and audit rows
 /// (`$27`…`$41`) in one autocommit statement, written only if the batch
 /// still matches the database: every lease inserted (`$42` of them: each
-/// token live), every token inserted (`$43`), and the head where the
+/// token live), every token inserted (`$43`: none quarantined, none
+/// waiting for a quarantine being committed), and the head where the
 /// events were chained from (`$44` seq, `$45` MAC), checked under the
 /// head's lock. Otherwise `leash_expect` aborts the statement, undoing all
 /// of it. The head moves to `$46`, `$47`. The token rows are share-locked
@@ -161,7 +180,7 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 static COMMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH l AS ({leases}{LEASE_TOKEN_LIVE} RETURNING 1), \
-         t AS ({tokens} RETURNING 1), \
+         t AS ({tokens}{open} RETURNING 1), \
          h AS (SELECT seq, mac FROM audit_head WHERE id = 1 FOR UPDATE), \
          ok AS (SELECT leash_expect((SELECT count(*) FROM l) = $42 \
          AND (SELECT count(*) FROM t) = $43 \
@@ -170,6 +189,7 @@ static COMMIT_BATCH: LazyLock<String> = LazyLock::new(|| {
          UPDATE audit_head SET seq = $46, mac = $47 WHERE id = 1 AND (SELECT ok FROM ok)",
         leases = insert_unnest("leases", LEASE_COLUMNS, 1),
         tokens = insert_unnest("tokens", TOKEN_COLUMNS, 13),
+        open = token_open(false),
         events = insert_unnest("audit_events", EVENT_COLUMNS, 27),
     )
 });
@@ -191,7 +211,7 @@ const RENEW_TOKEN: &str = "UPDATE tokens SET expires_at = LEAST($2, max_expires_
 
 /// Leash state in PostgreSQL.
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Connections for [`fast_commit`]'s one statement (generic plans).
     fast: PgPool,
     hasher: KeyedHasher,
@@ -404,17 +424,32 @@ impl Dialect for Postgres {
     const COMMIT_HEAD: &'static str = LOCK_HEAD;
     const RENEW_LEASE: &'static str = RENEW_LEASE;
     const RENEW_TOKEN: &'static str = RENEW_TOKEN;
+    const CLAIM_ALERTS: &'static str = detect::sql::CLAIM_ALERTS_SKIP_LOCKED;
 
     async fn insert_tokens(
         conn: &mut PgConnection,
         tokens: &[&TokenRecord],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<bool>, StoreError> {
         let c = TokenColumns::of(tokens)?;
-        let n = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
+        let inserted: Vec<Vec<u8>> = bind_tokens(sqlx::query(&INSERT_TOKENS), c)
+            .try_map(|row: sqlx::postgres::PgRow| sqlx::Row::try_get(&row, 0))
+            .fetch_all(conn)
+            .await?;
+        let inserted: HashSet<&[u8]> = inserted.iter().map(Vec::as_slice).collect();
+        Ok(tokens
+            .iter()
+            .map(|t| inserted.contains(&t.hash.0[..]))
+            .collect())
+    }
+
+    async fn lock_subject(conn: &mut PgConnection, s: &Subject) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(leash_subject_lock_key($1, $2, $3))")
+            .bind(&s.workload)
+            .bind(&s.issuer)
+            .bind(&s.subject)
             .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(n)
+            .await?;
+        Ok(())
     }
 
     async fn insert_leases(

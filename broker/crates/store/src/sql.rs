@@ -13,9 +13,14 @@ pub(crate) const SELECT_LEASE: &str = "SELECT hash, token_hash, workload, path, 
      issued_at, expires_at, max_expires_at, ttl_secs, renewable, last_renewal, revoked_at \
      FROM leases WHERE hash = $1";
 
+/// A token, unless its subject (`$3`, `$5`, `$6`) has a quarantine in
+/// force at its `created_at` (`$9`). SQLite only: PostgreSQL also locks
+/// the subject (see its store).
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO tokens (hash, accessor, workload, auth_path, \
      issuer, subject, source, meta, created_at, expires_at, max_expires_at, ttl_secs, renewable, \
-     revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+     revoked_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 \
+     WHERE NOT EXISTS (SELECT 1 FROM quarantines q WHERE q.workload = $3 AND q.issuer = $5 \
+     AND q.subject = $6 AND q.released_at IS NULL AND (q.until IS NULL OR q.until > $9))";
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events (seq, request_id, time, \
      identity, workload, peer, operation, method, path, decision, status, reason, lease_ref, \
@@ -138,3 +143,21 @@ pub(crate) const REVOKE_TOKENS_BY_WORKLOAD: &str =
 
 pub(crate) const REVOKE_LEASES_BY_WORKLOAD: &str = "UPDATE leases SET revoked_at = $2 \
      WHERE revoked_at IS NULL AND token_hash IN (SELECT hash FROM tokens WHERE workload = $1)";
+
+/// `$1` workload, `$2` issuer, `$3` subject, `$4` the time.
+pub(crate) const REVOKE_TOKENS_BY_SUBJECT: &str = "UPDATE tokens SET revoked_at = $4 \
+     WHERE workload = $1 AND issuer = $2 AND subject = $3 AND revoked_at IS NULL";
+
+/// `$1` workload, `$2` issuer, `$3` subject, `$4` the time.
+pub(crate) const REVOKE_LEASES_BY_SUBJECT: &str = "UPDATE leases SET revoked_at = $4 \
+     WHERE revoked_at IS NULL AND token_hash IN (SELECT hash FROM tokens \
+     WHERE workload = $1 AND issuer = $2 AND subject = $3)";
+
+/// `$1` issuer, `$2` subject, `$3` the time.
+pub(crate) const REVOKE_TOKENS_BY_ATTESTATION: &str = "UPDATE tokens SET revoked_at = $3 \
+     WHERE issuer = $1 AND subject = $2 AND revoked_at IS NULL";
+
+/// `$1` issuer, `$2` subject, `$3` the time.
+pub(crate) const REVOKE_LEASES_BY_ATTESTATION: &str = "UPDATE leases SET revoked_at = $3 \
+     WHERE revoked_at IS NULL AND token_hash IN (SELECT hash FROM tokens \
+     WHERE issuer = $1 AND subject = $2)";

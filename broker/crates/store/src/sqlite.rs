@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use leash_domain::audit::StoredEvent;
 use leash_domain::crypto::{Digest, KeyedHasher};
+use leash_domain::detection::Subject;
 use leash_domain::records::{CommitUnit, Committed, LeaseRecord, TokenRecord};
 use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
@@ -35,7 +36,7 @@ use crate::dialect::Dialect;
 use crate::kv::{self, KvVersion, KvVersionMeta};
 use crate::{
     AuditLog, CommitPaths, KvStore, Leases, PoolOptions, Revocation, RevocationFeed, Store,
-    StoreError, StoreStats, read, sql,
+    StoreError, StoreStats, detect, read, sql,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../../migrations/sqlite");
@@ -62,8 +63,8 @@ const RENEW_TOKEN: &str = "UPDATE tokens SET expires_at = min($2, max_expires_at
 
 /// Leash state in a SQLite file.
 pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+    pub(crate) writer: SqlitePool,
+    pub(crate) readers: SqlitePool,
     hasher: KeyedHasher,
     /// Commits written (all general transactions).
     commits: AtomicU64,
@@ -134,6 +135,7 @@ impl Dialect for Sqlite {
     const COMMIT_HEAD: &'static str = sql::SELECT_HEAD;
     const RENEW_LEASE: &'static str = RENEW_LEASE;
     const RENEW_TOKEN: &'static str = RENEW_TOKEN;
+    const CLAIM_ALERTS: &'static str = detect::sql::CLAIM_ALERTS_PLAIN;
 
     // SQLite runs in this process: a statement per row costs no round
     // trip, so the multi-row writes are loops over the single-row
@@ -142,10 +144,10 @@ impl Dialect for Sqlite {
     async fn insert_tokens(
         conn: &mut SqliteConnection,
         tokens: &[&TokenRecord],
-    ) -> Result<u64, StoreError> {
-        let mut n = 0;
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut out = Vec::with_capacity(tokens.len());
         for t in tokens {
-            n += sqlx::query(sql::INSERT_TOKEN)
+            let n = sqlx::query(sql::INSERT_TOKEN)
                 .bind(&t.hash.0[..])
                 .bind(&t.accessor)
                 .bind(&t.workload)
@@ -163,8 +165,15 @@ impl Dialect for Sqlite {
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
+            out.push(n > 0);
         }
-        Ok(n)
+        Ok(out)
+    }
+
+    /// The write transaction already excludes every other writer, logins
+    /// included.
+    async fn lock_subject(_conn: &mut SqliteConnection, _s: &Subject) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn insert_leases(
