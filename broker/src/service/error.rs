@@ -97,7 +97,8 @@ pub enum ServiceError {
 
 /// What a route answers when its conditional mutation does not apply at
 /// commit (the token was revoked meanwhile, the lease is gone, …). A
-/// check-and-set mismatch overrides it with Vault's own 400.
+/// check-and-set mismatch overrides it with Vault's own 400, a login of a
+/// quarantined identity with a failed login's 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfNotApplied {
     /// 403 `permission denied` (reads, writes, renew-self, revocations by
@@ -116,15 +117,20 @@ pub enum IfNotApplied {
 /// Vault's answer to a check-and-set mismatch, whatever the route planned.
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
 
+/// What a login of a quarantined identity reads (400, like any failed
+/// login; the audit reason says `identity quarantined`).
+const LOGIN_REFUSED: &str = "login refused";
+
 impl IfNotApplied {
     /// The message the caller reads when the mutation did not apply for
     /// `why` (and the audit reason's prefix): the route's, except that a
     /// check-and-set mismatch always reads as Vault's.
     pub fn shown_for(self, why: NotApplied) -> &'static str {
-        if why == NotApplied::CasMismatch {
-            CAS_MISMATCH
-        } else {
-            self.shown()
+        match why {
+            NotApplied::CasMismatch => CAS_MISMATCH,
+            // The caller reads a failed login; the audit reason adds why.
+            NotApplied::Quarantined => LOGIN_REFUSED,
+            _ => self.shown(),
         }
     }
 
