@@ -227,7 +227,11 @@ async fn detections_page_and_show(db: Db) {
 
     let mut made = Vec::new();
     for n in 1..=5 {
-        let w = if n == 3 { "reporting-job" } else { "payments-api" };
+        let w = if n == 3 {
+            "reporting-job"
+        } else {
+            "payments-api"
+        };
         made.push(record_detection(&b, n, w).await);
         b.clock.advance(chrono::Duration::seconds(1));
     }
@@ -249,7 +253,13 @@ async fn detections_page_and_show(db: Db) {
     let ids: Vec<&str> = seen.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["det_test_1", "det_test_2", "det_test_3", "det_test_4", "det_test_5"]
+        [
+            "det_test_1",
+            "det_test_2",
+            "det_test_3",
+            "det_test_4",
+            "det_test_5"
+        ]
     );
     assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
     // `after` is exclusive.
@@ -282,12 +292,18 @@ async fn detections_page_and_show(db: Db) {
         .raw("GET", "/v1/leash/detections/det_nope", None)
         .await
         .unwrap();
-    assert_eq!((raw.status, raw.json().unwrap()), (404, json!({"errors": []})));
+    assert_eq!(
+        (raw.status, raw.json().unwrap()),
+        (404, json!({"errors": []}))
+    );
 
     // The identity shows its own detections, newest first.
     let v = op.identity(&who("payments-api")).await.unwrap();
     let ids: Vec<&str> = v.detections.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["det_test_5", "det_test_4", "det_test_2", "det_test_1"]);
+    assert_eq!(
+        ids,
+        ["det_test_5", "det_test_4", "det_test_2", "det_test_1"]
+    );
 
     // Audited: the list with no workload, a found detection with its own.
     let evs = events(&b).await;
@@ -317,7 +333,8 @@ async fn bad_parameters_and_callers_are_refused_and_audited(db: Db) {
     let op = b.operator();
     let id = "workload=payments-api&issuer=https%3A%2F%2Fdev.leash.invalid&subject=payments-api";
     let body = |extra: Value| {
-        let mut v = json!({"workload": "payments-api", "issuer": ISSUER, "subject": "payments-api"});
+        let mut v =
+            json!({"workload": "payments-api", "issuer": ISSUER, "subject": "payments-api"});
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
         }
@@ -418,7 +435,13 @@ async fn bad_parameters_and_callers_are_refused_and_audited(db: Db) {
             assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
         }
     }
-    assert!(op.identity(&who("payments-api")).await.unwrap().history.is_empty());
+    assert!(
+        op.identity(&who("payments-api"))
+            .await
+            .unwrap()
+            .history
+            .is_empty()
+    );
     assert_eq!(login_status(&b, "payments-api").await, 200);
 
     // Every one of those calls is in the audit log: the 400s, the identity
@@ -484,7 +507,9 @@ async fn the_leash_cli_quarantines_shows_and_lists() {
     assert!(r.stdout.starts_with("quarantined"), "{r:?}");
     assert!(!r.stdout.contains(&b.operator_token) && !r.stderr.contains(&b.operator_token));
 
-    let v = run(args(&["identity", "show"], &["--output", "json"])).await.json();
+    let v = run(args(&["identity", "show"], &["--output", "json"]))
+        .await
+        .json();
     assert_eq!(v["workload"], "payments-api");
     assert_eq!(v["quarantine"]["active"], true);
     assert_eq!(v["quarantine"]["reason"], "probing");
@@ -506,15 +531,28 @@ async fn the_leash_cli_quarantines_shows_and_lists() {
     .await
     .json();
     assert_eq!(v["detections"][0]["id"], "det_test_1");
-    assert_eq!(v["detections"][0]["evidence"], json!(["req-1-a", "req-1-b"]));
+    assert_eq!(
+        v["detections"][0]["evidence"],
+        json!(["req-1-a", "req-1-b"])
+    );
     assert_eq!(v["next_after"], Value::Null);
-    let r = run(vec!["detections".into(), "show".into(), "det_test_1".into()]).await;
+    let r = run(vec![
+        "detections".into(),
+        "show".into(),
+        "det_test_1".into(),
+    ])
+    .await;
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("evidence:\n  req-1-a\n  req-1-b\n"), "{r:?}");
+    assert!(
+        r.stdout.contains("evidence:\n  req-1-a\n  req-1-b\n"),
+        "{r:?}"
+    );
     let r = run(vec!["detections".into(), "show".into(), "det_none".into()]).await;
     assert_eq!(r.code, 1, "{r:?}");
 
-    let v = run(args(&["identity", "release"], &["--output", "json"])).await.json();
+    let v = run(args(&["identity", "release"], &["--output", "json"]))
+        .await
+        .json();
     assert_eq!(v, json!({"applied": 1}));
     assert_eq!(login_status(&b, "payments-api").await, 200);
 
@@ -526,7 +564,10 @@ async fn the_leash_cli_quarantines_shows_and_lists() {
     let no_token = run_tool(
         &leash,
         &["detections", "list"],
-        &[("LEASH_ADDR", b.addr.as_str()), ("LEASH_TOKEN", "lsh.bogus")],
+        &[
+            ("LEASH_ADDR", b.addr.as_str()),
+            ("LEASH_TOKEN", "lsh.bogus"),
+        ],
     )
     .await;
     assert_eq!(no_token.code, 1, "{no_token:?}");

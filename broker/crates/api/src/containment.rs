@@ -44,11 +44,7 @@ pub struct QuarantineRequest {
     pub reason: Option<String>,
     /// How long, as a duration (`"1h"`, at least one minute); absent: until
     /// released.
-    #[serde(
-        default,
-        rename = "for",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
 }
 

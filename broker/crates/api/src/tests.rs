@@ -187,7 +187,8 @@ fn quarantine_and_release_requests() {
     let r: QuarantineRequest = round_trip(json!({"workload": "w", "issuer": "i", "subject": "s"}));
     assert_eq!((r.reason, r.duration), (None, None));
     assert!(
-        serde_json::from_value::<QuarantineRequest>(json!({"workload": "w", "until": "x"})).is_err(),
+        serde_json::from_value::<QuarantineRequest>(json!({"workload": "w", "until": "x"}))
+            .is_err(),
         "unknown fields refused"
     );
     let _: ReleaseRequest = round_trip(json!({"workload": "w", "issuer": "i", "subject": "s"}));

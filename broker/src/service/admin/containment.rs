@@ -18,8 +18,8 @@ use leash_domain::audit::escape_untrusted;
 use leash_domain::detection::{Quarantine, Subject};
 use leash_store::{DetectionRecord, StoreError};
 
-use crate::service::{Answer, Broker, IfNotApplied, Pending, Req, ServiceError};
 use crate::audit::Record;
+use crate::service::{Answer, Broker, IfNotApplied, Pending, Req, ServiceError};
 use crate::wire::{Envelope, Reply};
 
 /// Longest workload, issuer, subject, reason or detection id accepted
@@ -285,7 +285,8 @@ impl Broker {
 
 /// When a quarantine of `d` (the request's `for`) placed at `now` ends.
 fn quarantine_end(now: DateTime<Utc>, d: &str) -> Result<DateTime<Utc>, ServiceError> {
-    let bad = || ServiceError::bad_request("invalid for: a duration of at least 1m, e.g. 30m or 1h");
+    let bad =
+        || ServiceError::bad_request("invalid for: a duration of at least 1m, e.g. 30m or 1h");
     let d = leash_domain::parse_duration(d).map_err(|_| bad())?;
     if d < MIN_QUARANTINE {
         return Err(bad());
@@ -307,7 +308,12 @@ mod tests {
         assert!(name("payments-api", "workload").is_ok());
         assert!(name("repo:org/r:ref:refs/heads/main ü", "subject").is_ok());
         assert!(name(&"a".repeat(256), "subject").is_ok());
-        for bad in [String::new(), "a".repeat(257), "a\nb".into(), "\u{1b}[31m".into()] {
+        for bad in [
+            String::new(),
+            "a".repeat(257),
+            "a\nb".into(),
+            "\u{1b}[31m".into(),
+        ] {
             assert!(name(&bad, "subject").is_err(), "{bad:?}");
         }
     }

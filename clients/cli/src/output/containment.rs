@@ -163,7 +163,10 @@ mod tests {
         );
         let text = detection_text(&detection());
         assert!(text.starts_with("id         det_4\n"), "{text}");
-        assert!(text.ends_with("evidence:\n  r1\n  r2\npaths:\n  secret/data/admin/\n"), "{text}");
+        assert!(
+            text.ends_with("evidence:\n  r1\n  r2\npaths:\n  secret/data/admin/\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -192,7 +195,10 @@ mod tests {
             text.contains("state     quarantined since t0 until released by operator\n"),
             "{text}"
         );
-        assert!(text.contains("quarantines: 1\n  t0 - operator (active) probing paths\n"), "{text}");
+        assert!(
+            text.contains("quarantines: 1\n  t0 - operator (active) probing paths\n"),
+            "{text}"
+        );
         assert!(text.contains("detections: 1\n  4 "), "{text}");
         let empty = IdentityView::default();
         assert!(identity_text(&empty).contains("not quarantined"));

@@ -468,7 +468,10 @@ async fn containment_calls_send_what_the_broker_reads() {
     let page = c.detections(Some(2), 10).await.unwrap();
     assert_eq!(page.detections[0].id, "det_3");
     assert_eq!(page.next_after, Some(3));
-    assert_eq!(server.last().target, "/v1/leash/detections?after=2&limit=10");
+    assert_eq!(
+        server.last().target,
+        "/v1/leash/detections?after=2&limit=10"
+    );
     c.detections(None, 5).await.unwrap();
     assert_eq!(server.last().target, "/v1/leash/detections?limit=5");
 
