@@ -15,6 +15,11 @@ enum Endpoint {
     Revoke,
     AuditList,
     AuditVerify,
+    DetectionList,
+    DetectionShow,
+    IdentityShow,
+    Quarantine,
+    Release,
     Unknown,
 }
 
@@ -26,6 +31,11 @@ impl Endpoint {
             ["leash", "leases", "revoke"] => Endpoint::Revoke,
             ["leash", "audit"] => Endpoint::AuditList,
             ["leash", "audit", "verify"] => Endpoint::AuditVerify,
+            ["leash", "detections"] => Endpoint::DetectionList,
+            ["leash", "detections", _] => Endpoint::DetectionShow,
+            ["leash", "identities"] => Endpoint::IdentityShow,
+            ["leash", "identities", "quarantine"] => Endpoint::Quarantine,
+            ["leash", "identities", "release"] => Endpoint::Release,
             _ => Endpoint::Unknown,
         }
     }
@@ -36,6 +46,11 @@ impl Endpoint {
             Endpoint::Revoke => "admin.lease_revoke",
             Endpoint::AuditList => "admin.audit_list",
             Endpoint::AuditVerify => "admin.audit_verify",
+            Endpoint::DetectionList => "admin.detection_list",
+            Endpoint::DetectionShow => "admin.detection_show",
+            Endpoint::IdentityShow => "admin.identity_show",
+            Endpoint::Quarantine => "admin.identity_quarantine",
+            Endpoint::Release => "admin.identity_release",
             Endpoint::Unknown => "admin.unknown",
         }
     }
@@ -55,6 +70,11 @@ pub(crate) async fn route(
         Endpoint::Revoke => b.admin_revoke(req, rec),
         Endpoint::AuditList => b.audit_list(req).await,
         Endpoint::AuditVerify => b.audit_verify(req, rec).await,
+        Endpoint::DetectionList => b.detections_list(req).await,
+        Endpoint::DetectionShow => b.detection_show(req, rec).await,
+        Endpoint::IdentityShow => b.identity_show(req, rec).await,
+        Endpoint::Quarantine => b.identity_quarantine(req, rec),
+        Endpoint::Release => b.identity_release(req, rec),
         Endpoint::Unknown => Err(ServiceError::NoOperatorEndpoint),
     }
 }

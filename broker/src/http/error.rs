@@ -87,17 +87,20 @@ impl IfNotApplied {
         match self {
             IfNotApplied::Denied => 403,
             IfNotApplied::LeaseNotFound => 400,
-            IfNotApplied::LoginNotRecorded | IfNotApplied::RevocationNotRecorded => 503,
+            IfNotApplied::LoginNotRecorded
+            | IfNotApplied::RevocationNotRecorded
+            | IfNotApplied::QuarantineNotRecorded => 503,
         }
     }
 }
 
 /// The status for a conditional mutation that did not apply: Vault's 400
-/// for a check-and-set mismatch, otherwise what the route planned.
+/// for a check-and-set mismatch and for a login of a quarantined identity,
+/// otherwise what the route planned.
 fn not_applied_status(planned: IfNotApplied, why: NotApplied) -> u16 {
-    if why == NotApplied::CasMismatch {
-        400
-    } else {
-        planned.status()
+    match why {
+        // A failed login, as Vault answers one.
+        NotApplied::CasMismatch | NotApplied::Quarantined => 400,
+        _ => planned.status(),
     }
 }

@@ -1,5 +1,6 @@
 //! The operator API under `/v1/leash/` (routed by `http::admin`): status,
-//! revocation, audit queries and chain verification. Every call needs the
+//! revocation, audit queries and chain verification here; detections and
+//! quarantines in `containment`. Every call needs the
 //! operator token and is audited like any other request. Bodies and
 //! replies are the `leash_api` wire types the client reads too; this file
 //! maps the broker's records and counters into them.
@@ -284,6 +285,8 @@ impl Broker {
         )))
     }
 }
+
+mod containment;
 
 #[cfg(test)]
 mod tests;

@@ -97,7 +97,8 @@ pub enum ServiceError {
 
 /// What a route answers when its conditional mutation does not apply at
 /// commit (the token was revoked meanwhile, the lease is gone, …). A
-/// check-and-set mismatch overrides it with Vault's own 400.
+/// check-and-set mismatch overrides it with Vault's own 400, a login of a
+/// quarantined identity with a failed login's 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfNotApplied {
     /// 403 `permission denied` (reads, writes, renew-self, revocations by
@@ -109,20 +110,27 @@ pub enum IfNotApplied {
     LoginNotRecorded,
     /// 503: an operator's revocation could not be recorded.
     RevocationNotRecorded,
+    /// 503: an operator's quarantine or release could not be recorded.
+    QuarantineNotRecorded,
 }
 
 /// Vault's answer to a check-and-set mismatch, whatever the route planned.
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
+
+/// What a login of a quarantined identity reads (400, like any failed
+/// login; the audit reason says `identity quarantined`).
+const LOGIN_REFUSED: &str = "login refused";
 
 impl IfNotApplied {
     /// The message the caller reads when the mutation did not apply for
     /// `why` (and the audit reason's prefix): the route's, except that a
     /// check-and-set mismatch always reads as Vault's.
     pub fn shown_for(self, why: NotApplied) -> &'static str {
-        if why == NotApplied::CasMismatch {
-            CAS_MISMATCH
-        } else {
-            self.shown()
+        match why {
+            NotApplied::CasMismatch => CAS_MISMATCH,
+            // The caller reads a failed login; the audit reason adds why.
+            NotApplied::Quarantined => LOGIN_REFUSED,
+            _ => self.shown(),
         }
     }
 
@@ -133,6 +141,7 @@ impl IfNotApplied {
             IfNotApplied::LeaseNotFound => "lease not found",
             IfNotApplied::LoginNotRecorded => "login could not be recorded",
             IfNotApplied::RevocationNotRecorded => "revocation could not be recorded",
+            IfNotApplied::QuarantineNotRecorded => "quarantine could not be recorded",
         }
     }
 }

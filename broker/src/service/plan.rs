@@ -30,6 +30,8 @@ pub(crate) enum Answer {
     Reply(Reply),
     /// `{"revoked": N}`: the rows the mutation changed.
     Count,
+    /// `{"applied": N}`: the quarantines the mutation placed or released.
+    Applied,
     /// KV v2 write metadata with the version the store assigned.
     Written,
 }
@@ -60,7 +62,7 @@ impl Answer {
     pub(crate) fn status(&self) -> u16 {
         match self {
             Answer::Reply(r) => r.status(),
-            Answer::Count | Answer::Written => 200,
+            Answer::Count | Answer::Applied | Answer::Written => 200,
         }
     }
 
@@ -72,13 +74,17 @@ impl Answer {
                 200,
                 &Envelope::data(request_id, leash_api::Revoked { revoked: affected }),
             ),
+            (Answer::Applied, Outcome::Applied { affected }) => Reply::json(
+                200,
+                &Envelope::data(request_id, leash_api::Applied { applied: affected }),
+            ),
             (Answer::Written, Outcome::Written { version }) => Reply::json(
                 200,
                 &Envelope::data(request_id, KvMetadata::written(time, version)),
             ),
             // The store answered another outcome than the mutation's kind
             // gives; nothing to report beyond success.
-            (Answer::Count | Answer::Written, _) => Reply::Empty { status: 200 },
+            (Answer::Count | Answer::Applied | Answer::Written, _) => Reply::Empty { status: 200 },
         }
     }
 }

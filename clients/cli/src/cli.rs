@@ -70,6 +70,13 @@ pub enum Command {
     /// Read and verify the audit log (operator token).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List and show what the detectors found (operator token).
+    #[command(subcommand)]
+    Detections(DetectionsCommand),
+    /// Show, quarantine and release one identity: a workload, issuer and
+    /// subject, as a login attested them (operator token).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Revoke every token, and every lease, of one identity (a token
     /// accessor, as audit events name it) or of a whole workload, on every
     /// replica (operator token).
@@ -186,6 +193,72 @@ pub enum AuditCommand {
     },
     /// Verify the audit hash chain: exit 0 when intact, 1 when broken.
     Verify,
+}
+
+/// Detection commands (operator token).
+#[derive(Debug, Subcommand)]
+pub enum DetectionsCommand {
+    /// List detections: `seq at detector workload subject responses summary`.
+    List {
+        /// Only detections with a seq greater than this.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<i64>,
+        /// At most this many detections (1-1000).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 100,
+            value_parser = clap::value_parser!(u32).range(1..=1000)
+        )]
+        limit: u32,
+    },
+    /// Show one detection with its evidence (exit 1 when there is none).
+    Show {
+        /// The detection's id (from `leash detections list`).
+        id: String,
+    },
+}
+
+/// Which identity: what a login attested.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// The workload.
+    #[arg(long)]
+    pub workload: String,
+    /// The issuer that attested it (the JWT's `iss`).
+    #[arg(long)]
+    pub issuer: String,
+    /// The attested subject (the JWT's `sub`).
+    #[arg(long)]
+    pub subject: String,
+}
+
+/// Identity commands (operator token).
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Show the identity's quarantine in force, its quarantine history and
+    /// its recent detections.
+    Show {
+        #[command(flatten)]
+        who: IdentityArgs,
+    },
+    /// Refuse the identity's logins on every replica, until released or for
+    /// a while. Open sessions stay open: revoke them with `leash revoke`.
+    Quarantine {
+        #[command(flatten)]
+        who: IdentityArgs,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long (e.g. `30m`, `1h`, at least `1m`); default: until released.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+    },
+    /// End the identity's quarantines in force.
+    Release {
+        #[command(flatten)]
+        who: IdentityArgs,
+    },
 }
 
 #[cfg(test)]
@@ -331,5 +404,35 @@ mod tests {
         assert!(parse(&["audit", "list", "--limit", "1001"]).is_err());
         assert!(parse(&["audit", "list", "--limit", "0"]).is_err());
         assert!(parse(&["audit", "verify"]).is_ok());
+
+        let cli = parse(&["detections", "list", "--after", "4"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Detections(DetectionsCommand::List {
+                after: Some(4),
+                limit: 100
+            })
+        ));
+        assert!(parse(&["detections", "list", "--limit", "0"]).is_err());
+        assert!(parse(&["detections", "show"]).is_err());
+        let args = |sub: &'static str, extra: &[&'static str]| {
+            let mut v = vec!["identity", sub, "--workload", "w", "--issuer", "i"];
+            v.extend(["--subject", "s"]);
+            v.extend(extra);
+            v
+        };
+        let cli = parse(&args("quarantine", &["--reason", "r", "--for", "1h"])).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Identity(IdentityCommand::Quarantine {
+                ref who,
+                reason: Some(_),
+                duration: Some(ref d),
+            }) if who.subject == "s" && d == "1h"
+        ));
+        assert!(parse(&args("show", &[])).is_ok());
+        assert!(parse(&args("release", &[])).is_ok());
+        assert!(parse(&["identity", "show", "--workload", "w", "--issuer", "i"]).is_err());
+        assert!(parse(&args("show", &["--for", "1h"])).is_err());
     }
 }

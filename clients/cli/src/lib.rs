@@ -12,7 +12,8 @@ mod run;
 mod secret;
 
 pub use cli::{
-    AuditCommand, Cli, Command, KvCommand, LeaseCommand, LoginCommand, OutputFormat, TokenCommand,
+    AuditCommand, Cli, Command, DetectionsCommand, IdentityArgs, IdentityCommand, KvCommand,
+    LeaseCommand, LoginCommand, OutputFormat, TokenCommand,
 };
 pub use error::{CliError, Exit};
 pub use run::{Console, run, run_blocking};

@@ -14,6 +14,10 @@ use leash_client::{
 };
 use serde_json::{Value, json};
 
+mod containment;
+
+pub(crate) use containment::{detection_line, detection_text, identity_text, quarantine_result};
+
 /// Escapes control characters (newlines, ESC, ...) as `\n`, `\u{1b}`.
 pub(crate) fn sanitize(s: &str) -> Cow<'_, str> {
     if s.chars().any(char::is_control) {

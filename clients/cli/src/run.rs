@@ -115,6 +115,8 @@ async fn execute(cli: Cli, c: &mut Console<'_>) -> Result<Exit, CliError> {
         Command::Lease(cmd) => lease_cmd(cmd, &client, fmt, c).await,
         Command::Token(cmd) => token_cmd(cmd, &client, fmt, c).await,
         Command::Audit(cmd) => audit_cmd(cmd, &client, fmt, c).await,
+        Command::Detections(cmd) => containment::detections_cmd(cmd, &client, fmt, c).await,
+        Command::Identity(cmd) => containment::identity_cmd(cmd, &client, fmt, c).await,
         Command::Revoke { accessor, workload } => {
             let n = match (accessor, workload) {
                 (Some(a), None) => client.admin_revoke_accessor(&a).await?,
@@ -328,6 +330,8 @@ fn print(
     }
     Ok(())
 }
+
+mod containment;
 
 #[cfg(test)]
 mod tests;

@@ -512,5 +512,7 @@ fn api_error(status: u16, body: &str) -> ClientError {
     ClientError::Api { status, errors }
 }
 
+mod containment;
+
 #[cfg(test)]
 mod tests;

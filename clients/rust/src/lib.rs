@@ -25,6 +25,7 @@ pub use types::{Auth, KvMetadata, KvSecret, LeaseInfo, LeaseRenewal, TokenInfo};
 /// The operator API's answers: the broker's own wire types (`leash-api`).
 /// [`AuditVerify`] is [`leash_api::ChainReport`].
 pub use leash_api::{
-    AuditEvent, ChainReport as AuditVerify, CommitPaths, CommitStatus, MountHealth, MountStatus,
-    SessionStatus, Status,
+    AuditEvent, ChainReport as AuditVerify, CommitPaths, CommitStatus, DetectionPage,
+    DetectionView, IdentityRef, IdentityView, MountHealth, MountStatus, QuarantineRequest,
+    QuarantineView, SessionStatus, Status,
 };

@@ -17,7 +17,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Encodes one segment after checking it.
-fn segment(seg: &str, what: &str) -> Result<String, ClientError> {
+pub(crate) fn segment(seg: &str, what: &str) -> Result<String, ClientError> {
     if seg.is_empty() {
         return Err(ClientError::InvalidInput(format!(
             "{what} has an empty path segment"
@@ -69,6 +69,18 @@ pub(crate) fn path(p: &str, what: &str, allow_empty: bool) -> Result<String, Cli
     Ok(format!("{}{trailing}", out.join("/")))
 }
 
+/// Encodes a query parameter's value: everything but the unreserved
+/// characters is percent-encoded (so `&`, `=`, `#` and `+` stay data);
+/// control characters are refused.
+pub(crate) fn query_value(v: &str, what: &str) -> Result<String, ClientError> {
+    if v.chars().any(char::is_control) {
+        return Err(ClientError::InvalidInput(format!(
+            "{what} may not contain control characters"
+        )));
+    }
+    Ok(utf8_percent_encode(v, SEGMENT).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +106,15 @@ mod tests {
         for bad in ["", "a/b", "..", "\u{7f}"] {
             assert!(mount(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn query_values_stay_data() {
+        assert_eq!(
+            query_value("a&b=c d#+/", "v").unwrap(),
+            "a%26b%3Dc%20d%23%2B%2F"
+        );
+        assert_eq!(query_value("", "v").unwrap(), "");
+        assert!(query_value("a\nb", "v").is_err());
     }
 }

@@ -10,10 +10,15 @@
 //! Nothing here may hold a token or a secret value.
 
 mod audit;
+mod containment;
 mod revoke;
 mod status;
 
 pub use audit::{AuditEvent, AuditPage, ChainReport};
+pub use containment::{
+    Applied, DetectionPage, DetectionView, IdentityRef, IdentityView, QuarantineRequest,
+    QuarantineView, ReleaseRequest, ReleaseResult,
+};
 pub use revoke::{RevokeRequest, RevokeTarget, Revoked};
 pub use status::{CommitPaths, CommitStatus, MountHealth, MountStatus, SessionStatus, Status};
 

@@ -121,3 +121,78 @@ fn chain_report_round_trips() {
     let r: ChainReport = round_trip(json!({"ok": false, "events": 2, "error": "x"}));
     assert_eq!(r.head_seq, None);
 }
+
+fn detection_json(seq: i64) -> Value {
+    json!({
+        "seq": seq, "id": format!("det_{seq}"), "at": "2024-01-01T00:00:00Z",
+        "detector": "enumeration", "rule": "default", "workload": "app",
+        "issuer": "https://issuer", "subject": "svc", "summary": "12 paths probed",
+        "evidence": ["r1", "r2"], "responses": ["revoke", "quarantine"],
+        "dry_run": false, "paths": ["secret/data/admin/"]
+    })
+}
+
+#[test]
+fn detection_page_round_trips_and_reads_null_lists_as_empty() {
+    let p: DetectionPage = round_trip(json!({
+        "detections": [detection_json(3), detection_json(4)], "next_after": 4
+    }));
+    assert_eq!(p.detections[1].seq, 4);
+    assert_eq!(p.detections[0].responses, ["revoke", "quarantine"]);
+    assert_eq!(p.next_after, Some(4));
+    let p: DetectionPage = round_trip(json!({"detections": [], "next_after": null}));
+    assert!(p.detections.is_empty());
+    let d: DetectionView = serde_json::from_value(json!({
+        "seq": 1, "id": "d", "at": "t", "detector": "x", "workload": "w", "issuer": "i",
+        "subject": "s", "evidence": null, "responses": null, "paths": null
+    }))
+    .unwrap();
+    assert!(d.evidence.is_empty() && d.paths.is_empty() && !d.dry_run);
+}
+
+#[test]
+fn identity_view_round_trips() {
+    let q = json!({
+        "workload": "app", "issuer": "i", "subject": "s", "since": "2024-01-01T00:00:00Z",
+        "until": null, "reason": "probing", "by": "operator", "detection_id": null,
+        "active": true
+    });
+    let v: IdentityView = round_trip(json!({
+        "workload": "app", "issuer": "i", "subject": "s", "quarantine": q.clone(),
+        "history": [q], "detections": [detection_json(1)]
+    }));
+    assert!(v.quarantine.as_ref().unwrap().active);
+    assert_eq!(v.history.len(), 1);
+    let v: IdentityView = round_trip(json!({
+        "workload": "app", "issuer": "i", "subject": "s", "quarantine": null,
+        "history": [], "detections": []
+    }));
+    assert_eq!(v.quarantine, None);
+}
+
+#[test]
+fn quarantine_and_release_requests() {
+    let r: QuarantineRequest = round_trip(json!({
+        "workload": "w", "issuer": "i", "subject": "s", "reason": "r", "for": "1h"
+    }));
+    assert_eq!(r.duration.as_deref(), Some("1h"));
+    assert_eq!(
+        r.identity(),
+        IdentityRef {
+            workload: "w".into(),
+            issuer: "i".into(),
+            subject: "s".into()
+        }
+    );
+    let r: QuarantineRequest = round_trip(json!({"workload": "w", "issuer": "i", "subject": "s"}));
+    assert_eq!((r.reason, r.duration), (None, None));
+    assert!(
+        serde_json::from_value::<QuarantineRequest>(json!({"workload": "w", "until": "x"}))
+            .is_err(),
+        "unknown fields refused"
+    );
+    let _: ReleaseRequest = round_trip(json!({"workload": "w", "issuer": "i", "subject": "s"}));
+    assert!(serde_json::from_value::<ReleaseRequest>(json!({"workload": "w", "x": 1})).is_err());
+    let a: ReleaseResult = round_trip(json!({"applied": 1}));
+    assert_eq!(a.applied, 1);
+}

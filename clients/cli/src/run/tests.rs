@@ -451,3 +451,84 @@ fn console_debug_redacts_the_env_token() {
     };
     assert!(!format!("{console:?}").contains(TOKEN));
 }
+
+#[tokio::test]
+async fn containment_commands_print_and_exit_as_documented() {
+    let server = TestServer::start(
+        |req| match req.target.split('?').next().unwrap_or_default() {
+            "/v1/leash/detections" => (
+                200,
+                envelope(json!({"data": {"detections": [], "next_after": null}})),
+            ),
+            "/v1/leash/identities/quarantine" => (200, envelope(json!({"data": {"applied": 1}}))),
+            "/v1/leash/identities/release" => (200, envelope(json!({"data": {"applied": 0}}))),
+            "/v1/leash/identities" => (
+                400,
+                r#"{"errors":["give workload, issuer and subject"]}"#.into(),
+            ),
+            _ => (404, r#"{"errors":[]}"#.into()),
+        },
+    )
+    .await;
+    let who = ["--workload", "app", "--issuer", "i", "--subject", "s"];
+    let with = |sub: &'static str, extra: &[&'static str]| {
+        let mut v = vec!["identity", sub];
+        v.extend(who);
+        v.extend(extra);
+        v
+    };
+
+    let o = leash(
+        &server,
+        &["detections", "list", "--output", "json"],
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(o.exit, Exit::Ok, "{}", o.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&o.stdout).unwrap(),
+        json!({"detections": [], "next_after": null})
+    );
+    let o = leash(&server, &["detections", "list"], Some(TOKEN), "").await;
+    assert_eq!((o.exit, o.stdout.as_str()), (Exit::Ok, ""));
+
+    let o = leash(&server, &["detections", "show", "det_x"], Some(TOKEN), "").await;
+    assert_eq!(o.exit, Exit::Refused);
+    assert_eq!(o.stderr, "leash: no detection with id det_x\n");
+
+    let o = leash(
+        &server,
+        &with("quarantine", &["--for", "1h"]),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(o.exit, Exit::Ok, "{}", o.stderr);
+    assert!(o.stdout.starts_with("quarantined"), "{}", o.stdout);
+    assert_eq!(
+        server.last().json(),
+        json!({"workload": "app", "issuer": "i", "subject": "s", "for": "1h"})
+    );
+    let o = leash(
+        &server,
+        &with("release", &["--output", "json"]),
+        Some(TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(o.exit, Exit::Ok, "{}", o.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&o.stdout).unwrap(),
+        json!({"applied": 0})
+    );
+
+    let o = leash(&server, &with("show", &[]), Some(TOKEN), "").await;
+    assert_eq!(o.exit, Exit::Refused);
+    assert!(
+        o.stderr.contains("give workload, issuer and subject"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stdout.contains(TOKEN) && !o.stderr.contains(TOKEN));
+}

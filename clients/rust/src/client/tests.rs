@@ -437,3 +437,82 @@ async fn a_token_with_a_newline_is_refused_before_sending() {
     assert!(!err.to_string().contains("abc"));
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn containment_calls_send_what_the_broker_reads() {
+    let detection = json!({
+        "seq": 3, "id": "det_3", "at": "2024-01-01T00:00:00Z", "detector": "canary",
+        "rule": "default", "workload": "app", "issuer": "i", "subject": "s",
+        "summary": "decoy read", "evidence": ["r1"], "responses": ["revoke"],
+        "dry_run": false, "paths": []
+    });
+    let d = detection.clone();
+    let server = TestServer::start(move |req| {
+        let data = match req.target.split('?').next().unwrap_or_default() {
+            "/v1/leash/detections" => json!({"detections": [d.clone()], "next_after": 3}),
+            "/v1/leash/detections/det_3" => d.clone(),
+            "/v1/leash/identities" => json!({
+                "workload": "app", "issuer": "i", "subject": "s", "quarantine": null,
+                "history": [], "detections": [d.clone()]
+            }),
+            "/v1/leash/identities/quarantine" | "/v1/leash/identities/release" => {
+                json!({"applied": 1})
+            }
+            _ => return (404, r#"{"errors":[]}"#.to_owned()),
+        };
+        (200, envelope(json!({ "data": data })))
+    })
+    .await;
+    let c = client(&server);
+
+    let page = c.detections(Some(2), 10).await.unwrap();
+    assert_eq!(page.detections[0].id, "det_3");
+    assert_eq!(page.next_after, Some(3));
+    assert_eq!(
+        server.last().target,
+        "/v1/leash/detections?after=2&limit=10"
+    );
+    c.detections(None, 5).await.unwrap();
+    assert_eq!(server.last().target, "/v1/leash/detections?limit=5");
+
+    assert_eq!(c.detection("det_3").await.unwrap().unwrap().seq, 3);
+    assert_eq!(c.detection("det_4").await.unwrap(), None);
+    assert!(c.detection("a/b").await.is_ok(), "encoded as one segment");
+    assert_eq!(server.last().target, "/v1/leash/detections/a%2Fb");
+    assert!(c.detection("..").await.is_err());
+
+    let who = leash_api::IdentityRef {
+        workload: "app".into(),
+        issuer: "https://issuer/x?y".into(),
+        subject: "repo:o/r&x=1".into(),
+    };
+    let v = c.identity(&who).await.unwrap();
+    assert_eq!(v.detections.len(), 1);
+    assert_eq!(
+        server.last().target,
+        "/v1/leash/identities?workload=app&issuer=https%3A%2F%2Fissuer%2Fx%3Fy&subject=repo%3Ao%2Fr%26x%3D1"
+    );
+
+    let q = leash_api::QuarantineRequest {
+        workload: "app".into(),
+        issuer: "i".into(),
+        subject: "s".into(),
+        reason: Some("probing".into()),
+        duration: Some("1h".into()),
+    };
+    assert_eq!(c.quarantine(&q).await.unwrap(), 1);
+    let req = server.last();
+    assert_eq!(req.method, "POST");
+    assert_eq!(
+        req.json(),
+        json!({"workload": "app", "issuer": "i", "subject": "s", "reason": "probing", "for": "1h"})
+    );
+    assert_eq!(c.release(&q.identity()).await.unwrap(), 1);
+    assert_eq!(
+        server.last().json(),
+        json!({"workload": "app", "issuer": "i", "subject": "s"})
+    );
+    for req in server.requests() {
+        assert_eq!(req.header("x-vault-token"), Some(TOKEN));
+    }
+}
