@@ -15,7 +15,9 @@ mod status;
 
 pub use audit::{AuditEvent, AuditPage, ChainReport};
 pub use revoke::{RevokeRequest, RevokeTarget, Revoked};
-pub use status::{CommitPaths, CommitStatus, MountHealth, MountStatus, SessionStatus, Status};
+pub use status::{
+    CommitPaths, CommitStatus, ConnectionStatus, MountHealth, MountStatus, SessionStatus, Status,
+};
 
 use serde::{Deserialize, Deserializer};
 
