@@ -325,7 +325,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
         )
         .await
         .unwrap();
-    let (mut body_read, mut body_write) = slow_body.into_split();
+    let (body_read, mut body_write) = slow_body.into_split();
     let body_trickle = tokio::spawn(async move {
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(200)).await;
