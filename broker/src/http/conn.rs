@@ -36,9 +36,10 @@ use crate::service::ConnectionStats;
 /// 408 before the watchdog closes it without an answer.
 const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
-/// A bound on a handling phase the handler itself bounds (its timeout, then
-/// the audit commit's): the watchdog's backstop.
-const HANDLING_BACKSTOP: Duration = Duration::from_secs(300);
+/// What the watchdog allows a handler past `server.handler_timeout` (the
+/// handler bounds itself; then the audit commit, bounded by
+/// `audit.commit_timeout`): a backstop, not the bound.
+const HANDLING_SLACK: Duration = Duration::from_secs(120);
 
 /// The phases of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +142,7 @@ struct Limits {
     header: Duration,
     request: Duration,
     idle: Duration,
+    handler: Duration,
 }
 
 impl Limits {
@@ -150,7 +152,7 @@ impl Limits {
             Phase::Idle => self.idle,
             Phase::Head => self.header.min(self.request),
             Phase::Body => self.request + ANSWER_GRACE,
-            Phase::Handling => HANDLING_BACKSTOP,
+            Phase::Handling => self.handler.saturating_add(HANDLING_SLACK),
         }
     }
 }
@@ -329,6 +331,7 @@ pub(crate) async fn serve(
         header: server.header_read_timeout,
         request: server.request_timeout,
         idle: server.idle_timeout,
+        handler: server.handler_timeout,
     };
     let slots = Arc::new(Slots {
         max_total: server.max_connections,
