@@ -187,7 +187,14 @@ impl LeashHome {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
         let keys = self.dir.join("keys");
         let k = |f: &str| q(&keys.join(f).display().to_string());
-        std::fs::write(keys.join("openbao.token"), upstream_token)?;
+        let token_file = keys.join("openbao.token");
+        std::fs::write(&token_file, upstream_token)?;
+        // `serve` refuses a token file others can read.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))?;
+        }
         let mount_toml = match mount {
             MountChoice::Vault => format!(
                 "[[mounts]]\npath = \"secret\"\nkind = \"vault\"\n[mounts.vault]\naddress = {}\n\

@@ -1,25 +1,25 @@
 //! Start-up: settings in, a listening broker out.
 //!
-//! [`App::build`] loads keys, connects to and migrates the store, loads the
+//! [`App::build`] refuses secret files others can read, raises the
+//! open-file limit, loads keys, connects to and migrates the store, loads the
 //! issuers and the policy set (refusing to start on any problem), binds the
 //! listener (port 0 allowed) and starts the audit writer and the lease
 //! reaper. [`App::run_until_stopped`] serves until the shutdown future
 //! resolves, reloading policies on SIGHUP: a bad set is refused and the last
 //! good one stays in force.
 //!
-//! Must never happen: a broker that starts with a problem in its keys,
-//! store, issuers, policies or mounts (each stops start-up with a message
-//! naming it).
+//! Must never happen: a broker that starts with a problem in its keys
+//! (unreadable, or readable by group or others unless allowed), store,
+//! issuers, policies or mounts (each stops start-up with a message naming
+//! it).
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use base64::Engine as _;
+use anyhow::Context;
 use leash_attest::Issuers;
 use leash_backend::mount::KeyError;
 use leash_backend::{BuildContext, BuiltinBackend, Guarded, SecretBackend};
@@ -31,8 +31,10 @@ use zeroize::Zeroizing;
 
 use crate::attest::Sessions;
 use crate::audit::Committer;
-use crate::config::Settings;
+use crate::config::{ServerSettings, Settings};
 use crate::detect::Detectors;
+use crate::files::{check_secret_file_modes, prepare_sqlite_files, raise_open_file_limit};
+pub use crate::files::{read_key, read_secret_line};
 use crate::lease::fanout::{SessionCache, follow_revocations};
 use crate::lease::spawn_reaper;
 use crate::policies::PolicyHandle;
@@ -45,8 +47,7 @@ pub struct App {
     broker: Arc<Broker>,
     policy_dir: std::path::PathBuf,
     issuer_names: Vec<String>,
-    max_body: usize,
-    header_read_timeout: std::time::Duration,
+    server: ServerSettings,
     builtins: HashMap<String, Arc<BuiltinBackend>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,61 +60,14 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Reads a key file: base64 (standard or URL-safe) or hex text, else the
-/// raw bytes. Warns when the file is readable by others.
-pub fn read_key(path: &Path, what: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let raw = Zeroizing::new(
-        std::fs::read(path).with_context(|| format!("{what}: cannot read {}", path.display()))?,
-    );
-    warn_if_exposed(path, what);
-    let text = std::str::from_utf8(&raw).ok().map(str::trim);
-    let decoded = text.and_then(|t| {
-        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            hex::decode(t).ok()
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(t)
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t))
-                .ok()
-        }
-    });
-    Ok(Zeroizing::new(decoded.unwrap_or_else(|| raw.to_vec())))
-}
-
-/// Reads a one-line secret (a token) from a file.
-pub fn read_secret_line(path: &Path, what: &str) -> anyhow::Result<Zeroizing<String>> {
-    let raw = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .with_context(|| format!("{what}: cannot read {}", path.display()))?,
-    );
-    warn_if_exposed(path, what);
-    let line = raw.trim();
-    if line.len() < 24 {
-        bail!(
-            "{what}: {} must hold a token of at least 24 characters",
-            path.display()
-        );
-    }
-    Ok(Zeroizing::new(line.to_owned()))
-}
-
-fn warn_if_exposed(path: &Path, what: &str) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path)
-            && m.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(file = %path.display(), "{what} is readable by group or others; chmod 600 it");
-        }
-    }
-}
-
-/// Connects to the configured store.
+/// Connects to the configured store (an SQLite file and its directory are
+/// created private first).
 pub async fn connect_store(
     settings: &Settings,
     hasher: &KeyedHasher,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    // SQLite creates its files with the umask's mode; create them private.
+    prepare_sqlite_files(&settings.store.url)?;
     let opts = PoolOptions {
         max_connections: settings.store.max_connections,
         acquire_timeout: settings.store.acquire_timeout,
@@ -137,6 +91,8 @@ impl App {
         clock: Arc<dyn Clock>,
         detectors: Detectors,
     ) -> anyhow::Result<App> {
+        check_secret_file_modes(settings)?;
+        raise_open_file_limit(settings.server.max_connections);
         let key = read_key(&settings.keys.hash_key_file, "keys.hash_key_file")?;
         let hasher = KeyedHasher::new(&key).context("keys.hash_key_file")?;
         let store = connect_store(settings, &hasher).await?;
@@ -219,6 +175,7 @@ impl App {
             clock: clock.clone(),
             guards,
             detectors,
+            connections: Default::default(),
         });
 
         let listener = TcpListener::bind(settings.server.listen)
@@ -242,8 +199,7 @@ impl App {
             broker,
             policy_dir: settings.policies.dir.clone(),
             issuer_names,
-            max_body: settings.server.max_body_bytes,
-            header_read_timeout: settings.server.header_read_timeout,
+            server: settings.server.clone(),
             builtins,
             tasks: vec![reaper, follower],
         })
@@ -274,14 +230,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let hup = self.policy_reloader().on_sighup();
-        crate::http::serve(
-            self.listener,
-            self.broker.clone(),
-            self.max_body,
-            self.header_read_timeout,
-            shutdown,
-        )
-        .await;
+        crate::http::serve(self.listener, self.broker.clone(), &self.server, shutdown).await;
         for t in self.tasks {
             t.abort();
         }

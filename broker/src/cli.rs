@@ -222,6 +222,9 @@ fn check(config: &Path) -> ExitCode {
     if let Err(e) = read_secret_line(&settings.operator.token_file, "operator.token_file") {
         problems.push(format!("{file}:0: {e:#}"));
     }
+    for p in crate::files::secret_file_problems(&settings) {
+        problems.push(format!("{file}:0: {p}"));
+    }
     let names = match leash_attest::Issuers::load(&settings.issuers) {
         Ok(i) => i.names(),
         Err(e) => {

@@ -10,7 +10,6 @@
 //! Secrets (the hash key, the built-in store key, the operator token) are
 //! never in the file itself: the file names files that hold them.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,8 +18,10 @@ use leash_backend::{MountCommon, MountRefusal};
 use serde::Deserialize;
 
 mod mounts;
+mod server;
 
 pub use self::mounts::MountSettings;
+pub use self::server::ServerSettings;
 pub use leash_backend::{MountKind, MountKindName};
 
 /// Why the settings could not be loaded.
@@ -78,29 +79,6 @@ pub struct Settings {
     pub mounts: Vec<MountSettings>,
 }
 
-/// `[server]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerSettings {
-    /// Listen address.
-    pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// Longest a client may take to send its request headers (slowloris).
-    #[serde(with = "duration_str")]
-    pub header_read_timeout: Duration,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
-            max_body_bytes: 1024 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// `[store]`
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +125,10 @@ pub struct KeySettings {
     pub hash_key_file: PathBuf,
     /// Exactly 32 random bytes: seals values of the built-in store.
     pub builtin_key_file: Option<PathBuf>,
+    /// Start even when a key or token file the configuration names is
+    /// readable by group or others (with a warning). Off: `serve` refuses.
+    #[serde(default)]
+    pub allow_insecure_file_modes: bool,
 }
 
 /// `[operator]`
@@ -407,9 +389,7 @@ impl Settings {
         if self.audit.max_batch == 0 {
             return Err("audit.max_batch must be at least 1".into());
         }
-        if self.server.max_body_bytes == 0 {
-            return Err("server.max_body_bytes must be at least 1".into());
-        }
+        self.server.validate()?;
         Ok(())
     }
 }

@@ -103,6 +103,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
         keys: KeySettings {
             hash_key_file: keys.join("hash.key"),
             builtin_key_file: Some(keys.join("builtin.key")),
+            allow_insecure_file_modes: false,
         },
         operator: OperatorSettings {
             token_file: keys.join("operator.token"),

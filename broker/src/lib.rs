@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod detect;
 pub mod dev;
+pub mod files;
 pub mod http;
 pub mod lease;
 pub mod policies;

@@ -253,10 +253,20 @@ pub struct TestBroker {
     _dir: tempfile::TempDir,
 }
 
-fn write_key(path: &Path) {
+/// Writes a fresh key to `path` (mode 0600, as `serve` requires), unless
+/// one is there.
+pub fn write_key(path: &Path) {
     if !path.exists() {
-        std::fs::write(path, random_b64(32).unwrap()).unwrap();
+        write_secret(path, random_b64(32).unwrap());
     }
+}
+
+/// Writes a secret file (a key, a token, credentials) with mode 0600, as
+/// `serve` requires.
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 impl TestBroker {
@@ -778,14 +788,13 @@ impl ExternalStack {
             std::fs::write(policy_dir.join(name), text).unwrap();
         }
         for k in ["hash.key", "builtin.key", "operator.token"] {
-            std::fs::write(keys.join(k), random_b64(32).unwrap()).unwrap();
+            write_secret(&keys.join(k), random_b64(32).unwrap());
         }
-        std::fs::write(keys.join("openbao.token"), &root_token).unwrap();
-        std::fs::write(
-            keys.join("aws-credentials"),
+        write_secret(&keys.join("openbao.token"), &root_token);
+        write_secret(
+            &keys.join("aws-credentials"),
             "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-        )
-        .unwrap();
+        );
         let issuer = DevIssuer::load_or_create(&keys).unwrap();
         let env = config_env(&pg.url, &keys, &policy_dir);
         let mut settings = Settings::load(&repo_root().join("compose/leash.toml"), env).unwrap();

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use leash_attest::login::jwt::LOGIN_DENIED;
 use leash_domain::Clock;
 use leash_tests::{Db, Options, SEEDED, TestBroker, dual};
 use serde_json::json;
@@ -629,14 +630,14 @@ async fn bad_input_is_a_clear_audited_4xx(db: Db) {
             "/v1/auth/jwt/login",
             br#"{"role":"ghost\n{\"x\":1}","jwt":"a.b.c"}"#.to_vec(),
             400,
-            "could not be found",
+            LOGIN_DENIED,
         ),
         (
             "POST",
             "/v1/auth/jwt/login",
             br#"{"role":"payments-api","jwt":"not-a-jwt"}"#.to_vec(),
             400,
-            "error validating token",
+            LOGIN_DENIED,
         ),
         (
             "POST",
@@ -798,6 +799,18 @@ async fn bad_input_is_a_clear_audited_4xx(db: Db) {
     let events = b.store.audit_events(0, 1000).await.unwrap();
     assert!(events.iter().all(|e| !e.event.path.contains('\0')
         && !e.event.workload.clone().unwrap_or_default().contains('\n')));
+    // The caller read one message for an unknown role and a bad JWT; the
+    // audit events keep which check failed.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.reason.contains("could not be found"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.reason.contains("error validating token"))
+    );
     assert!(b.verify_chain().await.ok);
     b.stop().await;
 }
@@ -811,7 +824,7 @@ async fn login_failures(db: Db) {
     // The JWT's subject is another workload's.
     let e = bad(b.jwt("reporting-agent"), "payments-api").await;
     assert_eq!(e.status(), Some(400));
-    assert!(e.to_string().contains("claims"), "{e}");
+    assert!(e.to_string().contains(LOGIN_DENIED), "{e}");
     // A bound claim missing.
     let e = bad(b.jwt_with("ci-deployer", json!({})), "ci-deployer").await;
     assert_eq!(e.status(), Some(400));
@@ -836,7 +849,7 @@ async fn login_failures(db: Db) {
         )
         .unwrap();
     let e = bad(old, "payments-api").await;
-    assert!(e.to_string().contains("expired"), "{e}");
+    assert!(e.to_string().contains(LOGIN_DENIED), "{e}");
     // A JWT signed by another key that claims the same issuer.
     let dir = tempfile::tempdir().unwrap();
     let rogue = leash_attest::DevIssuer::load_or_create(dir.path()).unwrap();

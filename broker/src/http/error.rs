@@ -29,7 +29,9 @@ impl ServiceError {
             ServiceError::BodyTooLarge => 413,
             ServiceError::Upstream(why) => not_applied_status(IfNotApplied::Denied, *why),
             ServiceError::NotApplied { planned, why } => not_applied_status(*planned, *why),
-            ServiceError::Unavailable { .. } | ServiceError::AuditUnavailable(_) => 503,
+            ServiceError::Unavailable { .. }
+            | ServiceError::AuditUnavailable(_)
+            | ServiceError::TimedOut => 503,
             ServiceError::BadGateway(_) => 502,
         }
     }
@@ -50,6 +52,7 @@ impl ServiceError {
             | ServiceError::BodyTooLarge
             | ServiceError::PreflightDenied(_)
             | ServiceError::Unavailable { .. }
+            | ServiceError::TimedOut
             | ServiceError::AuditUnavailable(_) => vec![self.to_string()],
         }
     }

@@ -6,7 +6,8 @@
 //! policy crate decodes it exactly once. Bodies are read here with the
 //! configured limit so that an oversized body still reaches the service and
 //! is audited (413), instead of being cut off by a layer the audit log never
-//! sees.
+//! sees; and within the request's deadline (`server.request_timeout`, from
+//! its first byte), past which the edge answers 408 itself.
 //! Must never happen: a token guessed from ambiguous headers (two tokens,
 //! a malformed value); a token in a log line or `Debug` output.
 
@@ -18,6 +19,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use leash_domain::SecretToken;
 
+use super::conn::RequestClock;
 use crate::service::{BodyProblem, Incoming};
 
 /// Longest token accepted in a header.
@@ -73,12 +75,20 @@ pub(crate) async fn incoming(parts: &Parts, body: Body, max_body: usize) -> Inco
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let clock = parts.extensions.get::<RequestClock>();
     let body = if declared.is_some_and(|n| n > max_body as u64) {
         Err(BodyProblem::TooLarge)
     } else {
-        match axum::body::to_bytes(body, max_body).await {
-            Ok(b) => Ok(b.to_vec()),
-            Err(e) => {
+        let read = axum::body::to_bytes(body, max_body);
+        let read = match clock {
+            // The whole request's deadline, counted from its first byte.
+            Some(c) => tokio::time::timeout_at(c.body_deadline, read).await,
+            None => Ok(read.await),
+        };
+        match read {
+            Err(_elapsed) => Err(BodyProblem::TimedOut),
+            Ok(Ok(b)) => Ok(b.to_vec()),
+            Ok(Err(e)) => {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                     || e.to_string().contains("length limit");
@@ -90,6 +100,9 @@ pub(crate) async fn incoming(parts: &Parts, body: Body, max_body: usize) -> Inco
             }
         }
     };
+    if let Some(c) = clock {
+        c.conn.handling();
+    }
     let path = parts.uri.path();
     Incoming {
         request_id: uuid::Uuid::new_v4().to_string(),

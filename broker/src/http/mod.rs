@@ -10,22 +10,26 @@
 //! Must never happen: a token, a body or a secret in a span or a log line.
 
 mod admin;
+mod conn;
 mod error;
 mod extract;
 mod vault;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
-use crate::service::Broker;
+use crate::config::ServerSettings;
 #[cfg(doc)]
 use crate::service::Incoming;
+use crate::service::{BodyProblem, Broker, ServiceError};
 use crate::wire::Reply;
 
 /// Shared state of the router.
@@ -33,70 +37,35 @@ use crate::wire::Reply;
 pub struct HttpState {
     broker: Arc<Broker>,
     max_body: usize,
+    handler_timeout: Duration,
 }
 
 /// The router: every path goes to one handler, which routes like Vault does
 /// (by mount), not by axum's path patterns.
-pub fn router(broker: Arc<Broker>, max_body: usize) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(HttpState { broker, max_body })
+pub fn router(broker: Arc<Broker>, server: &ServerSettings) -> Router {
+    Router::new().fallback(handle).with_state(HttpState {
+        broker,
+        max_body: server.max_body_bytes,
+        handler_timeout: server.handler_timeout,
+    })
 }
 
 /// Serves `broker` on `listener` until `shutdown` resolves, then lets open
 /// connections finish (at most 30 s).
 ///
-/// Each connection is HTTP/1.1 with a header-read timeout: a client that
-/// trickles its headers (slowloris) is cut off after `header_read_timeout`
-/// instead of holding a connection forever. Bodies are bounded separately,
-/// by size, in [`handle`].
+/// Each connection is HTTP/1.1 under the caps and time bounds of
+/// `server` ([`conn`]): a client that trickles its headers or its body, or
+/// opens more than its share of connections, is cut off instead of holding
+/// descriptors others need. Bodies are bounded by size in [`handle`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
-    max_body: usize,
-    header_read_timeout: std::time::Duration,
+    server: &ServerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let router = router(broker, max_body);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let router = router.clone();
-        let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                tower::ServiceExt::oneshot(router.clone(), req)
-            });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection closed with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s; closing them");
-    }
+    let stats = broker.connections.clone();
+    let router = router(broker, server);
+    conn::serve(listener, router, server, stats, shutdown).await;
 }
 
 async fn handle(State(state): State<HttpState>, req: Request) -> Response {
@@ -110,12 +79,32 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
     );
     async move {
         let broker = &state.broker;
+        if inc.body == Err(BodyProblem::TimedOut) {
+            // Before any handler: logged, not audited.
+            tracing::info!("request body not received within server.request_timeout; answered 408");
+            let mut resp = render(Reply::error(408, &["request timed out"]));
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        let bound = state.handler_timeout;
         if let Some(which) = vault::status_endpoint(&inc) {
             // Unauthenticated and unaudited, as in Vault.
-            return render(broker.status_endpoint(which, &inc).await);
+            return match tokio::time::timeout(bound, broker.status_endpoint(which, &inc)).await {
+                Ok(reply) => render(reply),
+                Err(_) => {
+                    let e = timed_out(broker);
+                    e.log();
+                    render(e.reply())
+                }
+            };
         }
         let mut rec = broker.record(&inc);
-        let routed = vault::route(broker, &inc, &mut rec).await;
+        let routed = match tokio::time::timeout(bound, vault::route(broker, &inc, &mut rec)).await {
+            Ok(routed) => routed,
+            // Audited like any failure, by `finish`.
+            Err(_) => Err(timed_out(broker)),
+        };
         match broker.finish(rec, routed).await {
             Ok(reply) => render(reply),
             Err(e) => {
@@ -126,6 +115,16 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// A handler that ran past `server.handler_timeout`, counted (and logged
+/// once, as a failure, where it is rendered).
+fn timed_out(broker: &Broker) -> ServiceError {
+    broker
+        .connections
+        .handler_timeouts
+        .fetch_add(1, Ordering::Relaxed);
+    ServiceError::TimedOut
 }
 
 fn render(reply: Reply) -> Response {

@@ -186,6 +186,7 @@ impl Broker {
             mounts: self.mount_status(),
             sessions: self.session_status(),
             commits: self.commit_status(),
+            connections: self.connections.status(),
         };
         Ok(Pending::reply(Reply::json(
             200,

@@ -89,6 +89,11 @@ pub enum ServiceError {
     /// The secret store answered something unusable (502).
     #[error("secret store error: {0}")]
     BadGateway(Cause),
+    /// The handler did not finish within `server.handler_timeout` (503);
+    /// what it had begun upstream may or may not have taken effect, and
+    /// nothing was handed out.
+    #[error("request timed out")]
+    TimedOut,
     /// The request's audit event could not be committed, so the request was
     /// not processed (503). Never itself audited: that is what failed.
     #[error("audit log unavailable; request not processed")]
@@ -201,6 +206,7 @@ impl ServiceError {
             ServiceError::Unavailable { .. }
                 | ServiceError::BadGateway(_)
                 | ServiceError::AuditUnavailable(_)
+                | ServiceError::TimedOut
         )
     }
 
@@ -224,6 +230,7 @@ impl ServiceError {
             ServiceError::Unavailable { .. } => "unavailable",
             ServiceError::BadGateway(_) => "bad_gateway",
             ServiceError::AuditUnavailable(_) => "audit_unavailable",
+            ServiceError::TimedOut => "timeout",
         }
     }
 

@@ -15,6 +15,7 @@
 //! up into the HTTP layer.
 
 mod admin;
+mod connections;
 mod error;
 mod kv;
 mod leases;
@@ -40,6 +41,7 @@ use crate::policies::PolicyHandle;
 use crate::wire::Reply;
 
 pub use admin::{ChainReport, verify_audit_chain};
+pub use connections::ConnectionStats;
 pub use error::{Cause, Denied, IfNotApplied, ServiceError};
 pub(crate) use kv::Shape;
 pub use login::LoginMethods;
@@ -63,6 +65,8 @@ pub struct Broker {
     pub(crate) sessions: Sessions,
     /// The detectors every decided request passes.
     pub(crate) detectors: Detectors,
+    /// What the HTTP edge counts about connections.
+    pub(crate) connections: Arc<ConnectionStats>,
 }
 
 impl std::fmt::Debug for Broker {

@@ -50,6 +50,9 @@ pub enum BodyProblem {
     TooLarge,
     /// The connection failed while reading.
     Unreadable,
+    /// Not received within the request's deadline (the edge answers 408
+    /// before any handler).
+    TimedOut,
 }
 
 /// A routed request: what a route needs to know about it.
@@ -108,7 +111,7 @@ impl Req<'_> {
         let body = match &self.inc.body {
             Ok(b) => b,
             Err(BodyProblem::TooLarge) => return Err(ServiceError::BodyTooLarge),
-            Err(BodyProblem::Unreadable) => {
+            Err(BodyProblem::Unreadable | BodyProblem::TimedOut) => {
                 return Err(ServiceError::bad_request("request body could not be read"));
             }
         };

@@ -91,6 +91,17 @@ pub(crate) fn status_text(s: &Status) -> String {
         ("live_leases", s.live_leases.to_string()),
         ("audit_events", s.audit_events.to_string()),
         (
+            "connections",
+            format!(
+                "{} open; refused {} at the overall cap, {} at the per-peer cap; {} timed out; {} handler timeouts",
+                s.connections.open,
+                s.connections.refused_overall,
+                s.connections.refused_per_peer,
+                s.connections.timed_out,
+                s.connections.handler_timeouts
+            ),
+        ),
+        (
             "audit_head_seq",
             s.audit_head_seq
                 .map_or_else(|| "-".into(), |n| n.to_string()),
@@ -434,6 +445,10 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("audit_head_seq  -\n"), "{text}");
+        assert!(
+            text.contains("connections     0 open; refused 0 at"),
+            "{text}"
+        );
         assert_eq!(keys_text(&["a".into(), "dir/".into()]), "a\ndir/\n");
         assert_eq!(keys_text(&[]), "");
         let r = LeaseRenewal {

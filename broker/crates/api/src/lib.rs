@@ -20,7 +20,9 @@ pub use containment::{
     QuarantineView, ReleaseRequest, ReleaseResult,
 };
 pub use revoke::{RevokeRequest, RevokeTarget, Revoked};
-pub use status::{CommitPaths, CommitStatus, MountHealth, MountStatus, SessionStatus, Status};
+pub use status::{
+    CommitPaths, CommitStatus, ConnectionStatus, MountHealth, MountStatus, SessionStatus, Status,
+};
 
 use serde::{Deserialize, Deserializer};
 

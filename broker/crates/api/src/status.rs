@@ -45,6 +45,27 @@ pub struct Status {
     /// This replica's group committer.
     #[serde(default)]
     pub commits: CommitStatus,
+    /// This replica's connections and the bounds they met.
+    #[serde(default)]
+    pub connections: ConnectionStatus,
+}
+
+/// The connections of the replica that answered ([`Status::connections`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionStatus {
+    /// Connections open now.
+    pub open: u64,
+    /// Connections refused because `server.max_connections` were open.
+    pub refused_overall: u64,
+    /// Connections refused because their peer address had
+    /// `server.max_connections_per_peer` open.
+    pub refused_per_peer: u64,
+    /// Connections closed by a time bound (headers, whole request, idle).
+    pub timed_out: u64,
+    /// Requests answered 503 because their handler ran past
+    /// `server.handler_timeout`.
+    pub handler_timeouts: u64,
 }
 
 /// One mount in [`Status::mounts`].

@@ -29,13 +29,16 @@ fn status_round_trips_every_field_the_broker_sends() {
         ],
         "sessions": {"listening": true, "cached": 1, "hits": 2, "misses": 3, "evictions": 0},
         "commits": {"batches": 1, "flushes": 1, "units": 2, "failures": 0,
-            "paths": {"one_statement": 1, "general": 0, "stale": 0}}
+            "paths": {"one_statement": 1, "general": 0, "stale": 0}},
+        "connections": {"open": 3, "refused_overall": 0, "refused_per_peer": 7,
+            "timed_out": 2, "handler_timeouts": 1}
     });
     let s: Status = round_trip(v);
     assert_eq!(s.mounts[0].health, None);
     assert_eq!(s.mounts[1].health.as_ref().unwrap().state, "up");
     assert_eq!(s.commits.paths.one_statement, 1);
     assert!(s.sessions.listening);
+    assert_eq!(s.connections.refused_per_peer, 7);
 }
 
 #[test]
@@ -50,6 +53,7 @@ fn status_from_an_older_broker_still_reads() {
     assert!(s.mounts.is_empty());
     assert_eq!(s.sessions, SessionStatus::default());
     assert_eq!(s.commits, CommitStatus::default());
+    assert_eq!(s.connections, ConnectionStatus::default());
 }
 
 #[test]

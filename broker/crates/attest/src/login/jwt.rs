@@ -4,7 +4,8 @@
 //!
 //! Must never happen: a JWT verified against an issuer other than the one
 //! the workload names; a workload that does not log in with a JWT logged in
-//! by one; the JWT in a failure or `Debug` output.
+//! by one; the JWT in a failure or `Debug` output; a failure whose text
+//! tells an unknown role from a known one ([`LOGIN_DENIED`] for all).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,11 @@ use serde::Deserialize;
 
 use super::{Attested, LoginFailure, LoginMethod, LoginNotes, LoginRequest};
 use crate::{Issuers, VerifiedJwt};
+
+/// What the caller reads for every JWT login that names a role and carries
+/// a token but fails: an unknown role, a role that does not log in with a
+/// JWT, a JWT that does not verify, claims that do not match.
+pub const LOGIN_DENIED: &str = "permission denied: invalid role or JWT";
 
 /// The body: the role (workload) and the JWT. `Debug` leaves out the JWT.
 #[derive(Default, Deserialize)]
@@ -68,14 +74,18 @@ impl JwtLogin {
             .jwt
             .filter(|j| !j.is_empty())
             .ok_or_else(|| LoginFailure::new("missing token"))?;
+        // Past this point every failure reads the same to the caller, so
+        // that answers cannot tell which workloads exist; the audit event
+        // records which check failed.
+        let denied = |why: String| LoginFailure::because(LOGIN_DENIED, why);
         let workload = req.policies.workload(&role).ok_or_else(|| {
-            LoginFailure::new(format!(
+            denied(format!(
                 "role \"{}\" could not be found",
                 escape_untrusted(&role, 64)
             ))
         })?;
         let Some(binding) = workload.login.jwt() else {
-            return Err(LoginFailure::new(format!(
+            return Err(denied(format!(
                 "role \"{}\" does not log in with a JWT",
                 escape_untrusted(&role, 64)
             )));
@@ -83,11 +93,11 @@ impl JwtLogin {
         let verified = self
             .issuers
             .verify(&binding.issuer, &jwt, req.now)
-            .map_err(|e| LoginFailure::new(e.to_string()))?;
+            .map_err(|e| denied(e.to_string()))?;
         notes.attestation = Some(verified.summary());
         workload
             .check_claims(&verified.claims)
-            .map_err(|d| LoginFailure::new(format!("error validating claims: {d}")))?;
+            .map_err(|d| denied(format!("error validating claims: {d}")))?;
         Ok((workload, verified))
     }
 }

@@ -1,0 +1,520 @@
+//! Limits, end to end against the real `leash-broker serve` on SQLite:
+//! slow headers and slow bodies are cut off at their bounds while another
+//! client keeps being served; a flood of connections from one address
+//! beyond the per-peer cap leaves another address served; start-up refuses
+//! a key file others can read (unless allowed) and accepts it at 0600; the
+//! SQLite store's files are 0600 in a 0700 directory.
+//!
+//! Every broker is spawned on port 0 in its own temporary directory and
+//! killed by a guard on drop, even when an assertion fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use leash_tests::{bin_dir, eventually, repo_root};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The bound on anything a test waits for.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A configuration directory: keys from `keygen`, the dev issuer's JWKS,
+/// the sample policies, and the shipped SQLite example configuration.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    keys: PathBuf,
+    operator_token: String,
+}
+
+fn broker_command(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(bin_dir().join("leash-broker"));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("LEASH_") {
+            c.env_remove(k);
+        }
+    }
+    c.args(args).stdin(Stdio::null());
+    c
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for k in ["hash.key", "builtin.key", "operator.token"] {
+        let out = broker_command(&["keygen", "--out"])
+            .arg(keys.join(k))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "keygen {k}: {out:?}");
+    }
+    leash_attest::DevIssuer::load_or_create(&keys).unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for e in std::fs::read_dir(repo_root().join("policies/dev")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            std::fs::copy(&p, policies.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // No `state/` directory: the broker creates it.
+    let text =
+        std::fs::read_to_string(repo_root().join("broker/examples/leash.sqlite.toml")).unwrap();
+    let from = "dir = \"../../policies/dev\"";
+    assert!(text.contains(from), "leash.sqlite.toml changed shape");
+    let config = dir.path().join("leash.toml");
+    std::fs::write(&config, text.replace(from, "dir = \"policies\"")).unwrap();
+    let operator_token = std::fs::read_to_string(keys.join("operator.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Setup {
+        dir,
+        config,
+        keys,
+        operator_token,
+    }
+}
+
+/// A running `serve`, killed on drop.
+struct Served {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Standard error without colour sequences.
+    fn stderr(&self) -> String {
+        strip_ansi(&self.stderr.lock().unwrap())
+    }
+}
+
+/// Removes terminal colour sequences (`ESC [ ... m`) from log text.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn spawn(s: &Setup, env: &[(&str, &str)]) -> (Child, Arc<Mutex<String>>) {
+    let mut c = broker_command(&["serve", "--config"]);
+    c.arg(&s.config)
+        .env("LEASH_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let buf = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(pipe);
+        let mut line = String::new();
+        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
+            buf.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    (child, stderr)
+}
+
+/// `serve` with `env`; waits for it to listen.
+async fn serve(s: &Setup, env: &[(&str, &str)]) -> Served {
+    let (child, stderr) = spawn(s, env);
+    let mut served = Served {
+        child,
+        stderr,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
+    let listening = eventually(BOUND, || {
+        let log = served.stderr();
+        async move { log.contains("leash-broker listening") }
+    })
+    .await;
+    assert!(listening, "serve never listened:\n{}", served.stderr());
+    let log = served.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("leash-broker listening"))
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+    served.addr = addr.parse().unwrap();
+    served
+}
+
+/// `serve` that must fail; returns its exit code and standard error.
+async fn serve_fails(s: &Setup, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let (mut child, stderr) = spawn(s, env);
+    let mut code = None;
+    let exited = eventually(BOUND, || {
+        if code.is_none() {
+            code = child.try_wait().unwrap().map(|st| st.code());
+        }
+        let done = code.is_some();
+        async move { done }
+    })
+    .await;
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        exited,
+        "serve kept running:\n{}",
+        stderr.lock().unwrap().clone()
+    );
+    // Let the reader drain the pipe.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = strip_ansi(&stderr.lock().unwrap());
+    (code.flatten(), text)
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((from, 0))).unwrap();
+    sock.connect(to).await.unwrap()
+}
+
+/// `GET path` on a fresh connection from `from`, with the operator token
+/// if given: the status, the body, and how long it took.
+async fn get_from(
+    from: [u8; 4],
+    to: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let mut c = connect_from(from, to).await;
+    let auth = token.map_or_else(String::new, |t| format!("X-Vault-Token: {t}\r\n"));
+    c.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: leash\r\n{auth}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf))
+        .await
+        .expect("answered within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body, started.elapsed())
+}
+
+/// `GET /v1/sys/health` from `from`: the status and how long it took.
+async fn health_from(from: [u8; 4], to: SocketAddr) -> (u16, Duration) {
+    let (status, _, took) = get_from(from, to, "/v1/sys/health", None).await;
+    (status, took)
+}
+
+/// Reads until the peer closes (or `within` passes); returns what was read
+/// and when the read ended, or `None` if the connection stayed open.
+async fn read_until_closed(c: &mut TcpStream, within: Duration) -> Option<(Vec<u8>, Instant)> {
+    let mut buf = Vec::new();
+    match tokio::time::timeout(within, c.read_to_end(&mut buf)).await {
+        Ok(_) => Some((buf, Instant::now())),
+        Err(_) => None,
+    }
+}
+
+/// Reads as bytes come until the peer closes (a reset counts) or the
+/// bound passes: whether it closed, what was read, and when.
+async fn read_to_close(mut r: tokio::net::tcp::OwnedReadHalf) -> (bool, Vec<u8>, Instant) {
+    let mut buf = Vec::new();
+    let deadline = tokio::time::Instant::now() + BOUND;
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, r.read(&mut chunk)).await {
+            Err(_) => return (false, buf, Instant::now()),
+            Ok(Ok(0) | Err(_)) => return (true, buf, Instant::now()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// `GET /v1/leash/status` as the operator, from 127.0.0.2: its `data`.
+async fn status_data(served: &Served, token: &str) -> Value {
+    let (status, body, _) =
+        get_from([127, 0, 0, 2], served.addr, "/v1/leash/status", Some(token)).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["data"].clone()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
+    let s = setup();
+    let served = serve(
+        &s,
+        &[
+            ("LEASH_SERVER__HEADER_READ_TIMEOUT", "\"1s\""),
+            ("LEASH_SERVER__REQUEST_TIMEOUT", "\"2s\""),
+            ("LEASH_SERVER__IDLE_TIMEOUT", "\"3s\""),
+        ],
+    )
+    .await;
+    let addr = served.addr;
+
+    // Slow headers: a byte every 200 ms, never the blank line.
+    let started = Instant::now();
+    let mut slow_head = connect_from([127, 0, 0, 1], addr).await;
+    slow_head
+        .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let (head_read, mut head_write) = slow_head.into_split();
+    let head_trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if head_write.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+    });
+    let head_task = tokio::spawn(read_to_close(head_read));
+
+    // Slow body: Content-Length 100, one byte, then a byte every 200 ms.
+    let mut slow_body = connect_from([127, 0, 0, 1], addr).await;
+    slow_body
+        .write_all(
+            b"POST /v1/auth/jwt/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let (body_read, mut body_write) = slow_body.into_split();
+    let body_trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if body_write.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let body_task = tokio::spawn(read_to_close(body_read));
+
+    // Meanwhile another client is served, promptly, again and again.
+    for _ in 0..10 {
+        let (status, took) = health_from([127, 0, 0, 2], addr).await;
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "health took {took:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let (closed, _, head_closed) = head_task.await.unwrap();
+    assert!(closed, "the slow-header connection was never closed");
+    head_trickle.abort();
+    let head_after = head_closed - started;
+    assert!(
+        head_after >= Duration::from_millis(900) && head_after < Duration::from_secs(4),
+        "slow headers cut off after {head_after:?} (bound 1 s)"
+    );
+
+    let (closed, answer, at) = body_task.await.unwrap();
+    assert!(closed, "the slow-body connection was never closed");
+    let body_after = at - started;
+    assert!(
+        body_after >= Duration::from_millis(1900) && body_after < Duration::from_secs(5),
+        "slow body cut off after {body_after:?} (bound 2 s)"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(r#"{"errors":["request timed out"]}"#),
+        "{answer}"
+    );
+    body_trickle.abort();
+
+    // An idle keep-alive connection is closed after the idle bound, not
+    // the header bound.
+    let mut idle = connect_from([127, 0, 0, 1], addr).await;
+    idle.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let idle_since = Instant::now();
+    let (_, closed_at) = read_until_closed(&mut idle, BOUND)
+        .await
+        .expect("the idle connection was never closed");
+    let idled = closed_at - idle_since;
+    assert!(
+        idled >= Duration::from_millis(2500) && idled < Duration::from_secs(6),
+        "idle connection closed after {idled:?} (bound 3 s)"
+    );
+
+    // The refusals are counted; the slow body was logged, not audited.
+    let data = status_data(&served, &s.operator_token).await;
+    let timed_out = data["connections"]["timed_out"].as_u64().unwrap();
+    assert!(timed_out >= 2, "{data}");
+    assert!(
+        served.stderr().contains("request_timeout; answered 408"),
+        "{}",
+        served.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_from_one_address_leaves_another_served() {
+    let s = setup();
+    let served = serve(
+        &s,
+        &[
+            ("LEASH_SERVER__MAX_CONNECTIONS_PER_PEER", "20"),
+            ("LEASH_SERVER__MAX_CONNECTIONS", "100"),
+            // The flood holds its connections open without a byte.
+            ("LEASH_SERVER__HEADER_READ_TIMEOUT", "\"60s\""),
+            ("LEASH_SERVER__REQUEST_TIMEOUT", "\"60s\""),
+        ],
+    )
+    .await;
+    let addr = served.addr;
+
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(connect_from([127, 0, 0, 1], addr).await);
+    }
+    // The connections past the cap are closed at once; the first 20 stay.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut closed = 0;
+    for c in &mut flood {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(50), c.read(&mut b)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 40, "connections closed at the per-peer cap");
+
+    // Another address is served, promptly, while the flood holds its share.
+    for _ in 0..5 {
+        let (status, took) = health_from([127, 0, 0, 2], addr).await;
+        assert_eq!(status, 200);
+        assert!(took < Duration::from_secs(1), "health took {took:?}");
+    }
+    // The flooding address itself is refused while it holds its share.
+    let (status, _) = {
+        let mut c = connect_from([127, 0, 0, 1], addr).await;
+        let _ = c
+            .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut buf)).await;
+        (buf.len(), ())
+    };
+    assert_eq!(status, 0, "a connection over the cap got an answer");
+
+    let data = status_data(&served, &s.operator_token).await;
+    let c = &data["connections"];
+    assert!(c["refused_per_peer"].as_u64().unwrap() >= 41, "{data}");
+    assert_eq!(c["refused_overall"].as_u64().unwrap(), 0, "{data}");
+    assert!(c["open"].as_u64().unwrap() >= 20, "{data}");
+    // Logged at a bounded rate, not once per refusal.
+    let lines = served
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("connections refused at a connection cap"))
+        .count();
+    assert!((1..=5).contains(&lines), "{lines} refusal log lines");
+
+    // Once the flood lets go, its address is served again.
+    drop(flood);
+    let ok = eventually(BOUND, || async {
+        health_from([127, 0, 0, 1], addr).await.0 == 200
+    })
+    .await;
+    assert!(ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_refuses_exposed_key_files_and_sqlite_files_are_private() {
+    let s = setup();
+    let hash_key = s.keys.join("hash.key");
+    assert_eq!(mode(&hash_key), 0o600, "keygen writes 0600");
+    std::fs::set_permissions(&hash_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let (code, err) = serve_fails(&s, &[]).await;
+    assert_ne!(code, Some(0), "{err}");
+    assert!(
+        err.contains("keys.hash_key_file")
+            && err.contains(&hash_key.display().to_string())
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!s.dir.path().join("state").exists(), "nothing was created");
+
+    // An explicit setting allows it, with a warning.
+    let served = serve(&s, &[("LEASH_KEYS__ALLOW_INSECURE_FILE_MODES", "true")]).await;
+    assert!(
+        served
+            .stderr()
+            .contains("allowed by keys.allow_insecure_file_modes"),
+        "{}",
+        served.stderr()
+    );
+    drop(served);
+
+    // At 0600 it starts, and the SQLite store is private.
+    std::fs::set_permissions(&hash_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let served = serve(&s, &[]).await;
+    assert!(!served.stderr().contains("readable by group or others"));
+    let (status, _) = health_from([127, 0, 0, 1], served.addr).await;
+    assert_eq!(status, 200);
+    let _ = status_data(&served, &s.operator_token).await;
+    let state = s.dir.path().join("state");
+    assert_eq!(mode(&state), 0o700);
+    let mut seen = 0;
+    for f in ["leash.db", "leash.db-wal", "leash.db-shm"] {
+        let p = state.join(f);
+        if f == "leash.db" || p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "the WAL files exist while the store is open");
+}
