@@ -32,7 +32,8 @@ use zeroize::Zeroizing;
 use crate::attest::Sessions;
 use crate::audit::Committer;
 use crate::config::{ServerSettings, Settings};
-use crate::detect::Detectors;
+use crate::detect::alert::{Deliverer, Target};
+use crate::detect::{AlertTargets, Detectors};
 use crate::files::{check_secret_file_modes, prepare_sqlite_files, raise_open_file_limit};
 pub use crate::files::{read_key, read_secret_line};
 use crate::lease::fanout::{SessionCache, follow_revocations};
@@ -142,6 +143,8 @@ impl App {
             backends.insert(m.path.clone(), backend);
         }
 
+        let (detectors, deliverer) = alerting(settings, detectors, &store, &clock)?;
+
         let operator_token =
             read_secret_line(&settings.operator.token_file, "operator.token_file")?;
         let operator = hasher.digest(label::OPERATOR, operator_token.as_bytes());
@@ -187,6 +190,10 @@ impl App {
                 )
             })?;
 
+        let mut tasks = Vec::new();
+        if let Some(d) = deliverer {
+            tasks.push(tokio::spawn(d.run()));
+        }
         let reaper = spawn_reaper(
             store.clone(),
             clock,
@@ -201,7 +208,7 @@ impl App {
             issuer_names,
             server: settings.server.clone(),
             builtins,
-            tasks: vec![reaper, follower],
+            tasks: tasks.into_iter().chain([reaper, follower]).collect(),
         })
     }
 
@@ -239,6 +246,46 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// The detectors alerting the configured webhooks, and the worker that
+/// delivers to them (none without webhooks).
+fn alerting(
+    settings: &Settings,
+    detectors: Detectors,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Detectors, Option<Deliverer>)> {
+    let hooks = &settings.alerts.webhooks;
+    let detectors = detectors.alerting(AlertTargets::new(
+        hooks.iter().map(|w| w.name.clone()).collect(),
+    ));
+    if hooks.is_empty() {
+        return Ok((detectors, None));
+    }
+    let mut targets = HashMap::new();
+    for w in hooks {
+        let what = format!("alerts.webhooks.{}.secret_file", w.name);
+        let key = read_key(&w.secret_file, &what)?;
+        if key.len() < 16 {
+            anyhow::bail!("{what}: the signing key must be at least 16 bytes");
+        }
+        targets.insert(
+            w.name.clone(),
+            Target {
+                url: w.url.clone(),
+                key,
+                timeout: w.timeout,
+            },
+        );
+    }
+    let d = Deliverer::new(
+        store.clone(),
+        clock.clone(),
+        targets,
+        settings.alerts.clone(),
+    )?;
+    Ok((detectors, Some(d)))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -17,9 +17,11 @@ use leash_attest::IssuerConfig;
 use leash_backend::{MountCommon, MountRefusal};
 use serde::Deserialize;
 
+mod alerts;
 mod mounts;
 mod server;
 
+pub use self::alerts::{AlertSettings, WebhookSettings};
 pub use self::mounts::MountSettings;
 pub use self::server::ServerSettings;
 pub use leash_backend::{MountKind, MountKindName};
@@ -77,6 +79,9 @@ pub struct Settings {
     /// Secret mounts.
     #[serde(default)]
     pub mounts: Vec<MountSettings>,
+    /// `[alerts]`: where detections are delivered.
+    #[serde(default)]
+    pub alerts: AlertSettings,
 }
 
 /// `[store]`
@@ -323,6 +328,9 @@ impl Settings {
         }
         fix(&mut self.operator.token_file);
         fix(&mut self.policies.dir);
+        for w in &mut self.alerts.webhooks {
+            fix(&mut w.secret_file);
+        }
         for m in &mut self.mounts {
             for p in m.kind.config_mut().paths_mut() {
                 fix(p);
@@ -390,7 +398,7 @@ impl Settings {
             return Err("audit.max_batch must be at least 1".into());
         }
         self.server.validate()?;
-        Ok(())
+        self.alerts.check()
     }
 }
 

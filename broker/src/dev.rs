@@ -116,6 +116,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
             keep_expired_for: Duration::from_secs(600),
         },
         issuers: vec![issuer.issuer_config()],
+        alerts: Default::default(),
         mounts: vec![MountSettings {
             path: DEV_MOUNT.into(),
             kind: MountKind::Builtin(Default::default()),

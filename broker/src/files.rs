@@ -90,6 +90,12 @@ pub fn secret_files(settings: &Settings) -> Vec<(String, PathBuf)> {
             MountKind::Builtin(_) => {}
         }
     }
+    for w in &settings.alerts.webhooks {
+        files.push((
+            format!("alerts.webhooks.{}.secret_file", w.name),
+            w.secret_file.clone(),
+        ));
+    }
     files
 }
 

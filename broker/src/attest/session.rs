@@ -55,6 +55,10 @@ pub enum SessionRefusal {
     /// hold now.
     #[error("{0}")]
     Conditions(Denial),
+    /// The token was presented from a source other than its login's,
+    /// outside the workload's declared egress pool (`[detection] egress`).
+    #[error("token presented from a source other than its login's")]
+    NewSource,
     /// The presented token is not the operator's.
     #[error("not an operator token")]
     NotOperator,
@@ -70,6 +74,7 @@ impl SessionRefusal {
             SessionRefusal::Expired => "session.expired",
             SessionRefusal::WorkloadGone => "session.workload_gone",
             SessionRefusal::Conditions(_) => "session.conditions",
+            SessionRefusal::NewSource => crate::detect::NEW_SOURCE,
             SessionRefusal::NotOperator => "session.not_operator",
         }
     }
@@ -172,6 +177,14 @@ impl Sessions {
             .current()
             .shared(&token.workload)
             .ok_or(SessionRefusal::WorkloadGone)?;
+        // One token, one host: a token used from anywhere but its login's
+        // source (or the declared egress pool) is refused before anything
+        // else is checked — a stolen token is contained even from inside
+        // the workload's networks. In dry-run the detector only records it.
+        let detection = workload.detection();
+        if !detection.dry_run() && !crate::detect::source_moved_ok(detection, &token.source, peer) {
+            return Err(SessionRefusal::NewSource.into());
+        }
         // Conditions include an AppRole's bound CIDRs: its token is usable
         // only from there. Checked once here; every decision of the request
         // goes through the `Admitted` this gives.

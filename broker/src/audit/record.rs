@@ -151,6 +151,12 @@ impl Record {
         self.event.reason = reason;
     }
 
+    /// Notes in the reason that this request set off detection `id` of
+    /// `detector` (after the outcome is settled).
+    pub(crate) fn detected(&mut self, detector: &str, id: &str) {
+        self.event.reason = format!("{}; detected: {detector} {id}", self.event.reason);
+    }
+
     /// The event, to commit.
     pub(crate) fn into_event(self) -> AuditEvent {
         self.event

@@ -98,11 +98,10 @@ impl IfNotApplied {
 }
 
 /// The status for a conditional mutation that did not apply: Vault's 400
-/// for a check-and-set mismatch and for a login of a quarantined identity,
-/// otherwise what the route planned.
+/// for a check-and-set mismatch and for a refused login (a quarantined
+/// identity), otherwise what the route planned.
 fn not_applied_status(planned: IfNotApplied, why: NotApplied) -> u16 {
     match why {
-        // A failed login, as Vault answers one.
         NotApplied::CasMismatch | NotApplied::Quarantined => 400,
         _ => planned.status(),
     }

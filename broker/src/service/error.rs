@@ -122,19 +122,20 @@ pub enum IfNotApplied {
 /// Vault's answer to a check-and-set mismatch, whatever the route planned.
 const CAS_MISMATCH: &str = "check-and-set parameter did not match the current version";
 
-/// What a login of a quarantined identity reads (400, like any failed
-/// login; the audit reason says `identity quarantined`).
-const LOGIN_REFUSED: &str = "login refused";
+/// The answer to a login of a quarantined identity (its proof was good:
+/// telling it why is no help to anyone who could not log in anyway).
+pub(crate) const QUARANTINED: &str =
+    "login refused: this identity is quarantined; an operator must release it";
 
 impl IfNotApplied {
     /// The message the caller reads when the mutation did not apply for
     /// `why` (and the audit reason's prefix): the route's, except that a
-    /// check-and-set mismatch always reads as Vault's.
+    /// check-and-set mismatch always reads as Vault's, and a quarantined
+    /// identity's login says so.
     pub fn shown_for(self, why: NotApplied) -> &'static str {
         match why {
             NotApplied::CasMismatch => CAS_MISMATCH,
-            // The caller reads a failed login; the audit reason adds why.
-            NotApplied::Quarantined => LOGIN_REFUSED,
+            NotApplied::Quarantined => QUARANTINED,
             _ => self.shown(),
         }
     }

@@ -35,10 +35,11 @@ use leash_store::Store;
 
 use crate::attest::{Session, Sessions};
 use crate::audit::{Committer, Record};
-use crate::detect::{Detectors, Observation, Refusal as Refused};
+use crate::detect::{Detectors, History, Observation, Refusal as Refused};
 use crate::lease::fanout;
 use crate::policies::PolicyHandle;
 use crate::wire::Reply;
+use leash_domain::detection::Subject;
 
 pub use admin::{ChainReport, verify_audit_chain};
 pub use connections::ConnectionStats;
@@ -133,6 +134,13 @@ impl Broker {
             }
         }
         let consequences = self.detect(&rec, result.as_ref().err()).await;
+        // The event names what it set off, so the audit log explains every
+        // containment (the detection record holds the evidence).
+        for m in &consequences {
+            if let Mutation::RecordDetection(d) = m {
+                rec.detected(&d.detector, &d.id);
+            }
+        }
         let request_id = rec.request_id().to_owned();
         let time = rec.now();
         let (mutation, on_refusal) = match &mut result {
@@ -187,21 +195,32 @@ impl Broker {
         if self.detectors.is_empty() {
             return Vec::new();
         }
+        let token = rec.token().map(|t| &**t);
+        let subject = token.map(Subject::of);
+        let workload = token.and_then(|t| self.policies.current().shared(&t.workload));
+        let policy = workload.as_deref().map(|w| w.detection());
+        let history = match (&subject, policy) {
+            (Some(s), Some(p)) => History::of(
+                self.store.clone(),
+                s.clone(),
+                rec.now(),
+                crate::detect::history_window(p),
+            ),
+            _ => History::none(),
+        };
         let observation = Observation {
             event: rec.event(),
-            token: rec.token().map(|t| &**t),
+            token,
+            subject: subject.as_ref(),
+            policy,
             peer: rec.peer(),
             refusal: refused.map(|e| Refused {
                 kind: e.kind(),
                 policy: e.policy_denial(),
             }),
+            history: &history,
         };
-        self.detectors
-            .observe(&observation)
-            .await
-            .into_iter()
-            .flat_map(|f| f.consequences)
-            .collect()
+        self.detectors.observe(&observation).await
     }
 }
 
