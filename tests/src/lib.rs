@@ -23,6 +23,8 @@ use leash_domain::{Clock, KeyedHasher, ManualClock};
 use leash_store::{PoolOptions, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod procs;
+
 /// The policy files (`*.toml`) of `dir`: (file name, TOML).
 pub fn policy_files(dir: &Path) -> Vec<(String, String)> {
     let mut v = Vec::new();
@@ -158,6 +160,8 @@ pub struct Options {
     pub session_ttl: Option<Duration>,
     /// The detectors; default: the ones Leash ships.
     pub detectors: Option<leash_broker::detect::Detectors>,
+    /// `[alerts]`; default: none.
+    pub alerts: Option<leash_broker::config::AlertSettings>,
 }
 
 impl Default for Options {
@@ -174,6 +178,7 @@ impl Default for Options {
             shared_keys: None,
             session_ttl: None,
             detectors: None,
+            alerts: None,
         }
     }
 }
@@ -335,9 +340,15 @@ impl TestBroker {
         if let Some(t) = opts.session_ttl {
             settings.sessions.cache_ttl = t;
         }
+        if let Some(a) = &opts.alerts {
+            settings.alerts = a.clone();
+        }
 
         let clock = opts.clock.clone();
-        let detectors = opts.detectors.clone().unwrap_or_default();
+        let detectors = opts
+            .detectors
+            .clone()
+            .unwrap_or_else(leash_broker::detect::Detectors::builtin);
         let app = App::build_with(&settings, clock.clone() as Arc<dyn Clock>, detectors)
             .await
             .unwrap();
@@ -498,7 +509,36 @@ pub async fn raw_http(
     body: &[u8],
 ) -> (u16, String) {
     let host = addr.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let s = tokio::net::TcpStream::connect(host).await.unwrap();
+    send_raw(s, host, method, path, headers, body).await
+}
+
+/// [`raw_http`] from the local address `source` (another loopback address,
+/// `127.0.0.2`, plays another host).
+pub async fn raw_http_from(
+    source: std::net::IpAddr,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let host = addr.trim_start_matches("http://");
+    let target: std::net::SocketAddr = host.parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+    let s = socket.connect(target).await.unwrap();
+    send_raw(s, host, method, path, headers, body).await
+}
+
+async fn send_raw(
+    mut s: tokio::net::TcpStream,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()

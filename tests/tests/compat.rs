@@ -60,6 +60,15 @@ capabilities = ["read", "list"]
 [[scope]]
 path = "secret/payments/admin/*"
 deny = true
+
+# Each client's script probes refusals on purpose (a denied path, a missing
+# one, a wrong method) within one session: allow more of them than the
+# defaults, which would contain the identity half-way through.
+[detection.scope_violations]
+threshold = 50
+[detection.enumeration]
+distinct_paths = 50
+lists = 50
 "#;
 
 /// A workload that may log in but has nothing under any mount (the CLI's

@@ -10,7 +10,8 @@
 use std::sync::{Arc, Mutex};
 
 use leash_broker::detect::{Detector, Detectors, Finding, Observation};
-use leash_domain::{Clock, Mutation, TokenSelector};
+use leash_domain::Clock;
+use leash_policy::{Response, RevokeScope};
 use leash_tests::{Db, Options, SEEDED, TestBroker, dual};
 
 dual!(
@@ -32,7 +33,7 @@ struct Seen {
 }
 
 /// Records every observation; with `contain`, revokes the identity of any
-/// request its policy refused.
+/// request its policy refused (its tokens, every session of its subject).
 #[derive(Debug, Default)]
 struct Recorder {
     seen: Mutex<Vec<Seen>>,
@@ -57,17 +58,22 @@ impl Detector for Recorder {
             event_json: serde_json::to_string(o.event).unwrap(),
         });
         let policy_refused = o.refusal.is_some_and(|r| r.policy.is_some());
-        match (&o.event.identity, self.contain && policy_refused) {
-            (Some(accessor), true) => vec![Finding {
-                detector: "recorder",
-                summary: format!("{} outside its scope", o.event.path),
-                consequences: vec![Mutation::RevokeTokens {
-                    selector: TokenSelector::Accessor(accessor.clone()),
-                    now: o.event.time,
-                }],
-            }],
-            _ => Vec::new(),
+        if !(self.contain && policy_refused) {
+            return Vec::new();
         }
+        vec![Finding {
+            detector: "recorder",
+            rule: "test.recorder",
+            summary: format!("{} outside its scope", o.event.path),
+            evidence: vec![o.event.request_id.clone()],
+            paths: vec![o.event.path.clone()],
+            response: Response {
+                revoke: Some(RevokeScope::Identity),
+                quarantine: false,
+                alert: false,
+                quarantine_for: None,
+            },
+        }]
     }
 }
 
@@ -159,7 +165,10 @@ async fn a_detector_sees_every_decision_and_never_a_secret(db: Db) {
 async fn consequences_commit_before_the_answer(db: Db) {
     let (b, _rec) = start(db, true).await;
     let w = b.login("payments-api").await;
-    let bystander = b.login("payments-api").await;
+    // A second session of the same identity (same workload, issuer and
+    // subject): contained with it.
+    let twin = b.login("payments-api").await;
+    let bystander = b.login("reporting-agent").await;
     let held = w.kv_read("secret", "payments/db", None).await.unwrap();
     let before = b.audit_count().await;
 
@@ -196,9 +205,14 @@ async fn consequences_commit_before_the_answer(db: Db) {
     assert_eq!(events[0].path, "secret/payments/admin/root");
     assert_eq!(events[0].decision, "denied");
     assert_eq!(events[1].reason, "token revoked");
-    // Another identity of the same workload is untouched.
+    let twin_again = twin
+        .raw("GET", "/v1/secret/data/payments/db", None)
+        .await
+        .unwrap();
+    assert_eq!(twin_again.status, 403, "every session of the identity");
+    // Another identity is untouched.
     let ok = bystander
-        .kv_read("secret", "payments/db", None)
+        .kv_read("secret", "reporting/warehouse", None)
         .await
         .unwrap();
     assert!(!ok.lease_id.is_empty());

@@ -10,194 +10,49 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use leash_tests::{bin_dir, eventually, repo_root};
+use leash_tests::eventually;
+use leash_tests::procs::{BOUND, Running, Setup, run, setup as operator_setup};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// The bound on anything a test waits for.
-const BOUND: Duration = Duration::from_secs(20);
-
-/// A configuration directory: keys from `keygen`, the dev issuer's JWKS,
-/// the sample policies, and the shipped SQLite example configuration.
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    keys: PathBuf,
-    operator_token: String,
-}
-
-fn broker_command(args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(bin_dir().join("leash-broker"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("LEASH_") {
-            c.env_remove(k);
-        }
-    }
-    c.args(args).stdin(Stdio::null());
-    c
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    for k in ["hash.key", "builtin.key", "operator.token"] {
-        let out = broker_command(&["keygen", "--out"])
-            .arg(keys.join(k))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "keygen {k}: {out:?}");
-    }
-    leash_attest::DevIssuer::load_or_create(&keys).unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    for e in std::fs::read_dir(repo_root().join("policies/dev")).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "toml") {
-            std::fs::copy(&p, policies.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    // No `state/` directory: the broker creates it.
-    let text =
-        std::fs::read_to_string(repo_root().join("broker/examples/leash.sqlite.toml")).unwrap();
-    let from = "dir = \"../../policies/dev\"";
-    assert!(text.contains(from), "leash.sqlite.toml changed shape");
-    let config = dir.path().join("leash.toml");
-    std::fs::write(&config, text.replace(from, "dir = \"policies\"")).unwrap();
-    let operator_token = std::fs::read_to_string(keys.join("operator.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    Setup {
-        dir,
-        config,
-        keys,
-        operator_token,
-    }
+/// The SQLite example's configuration directory ([`operator_setup`]),
+/// without its `state/` directory: the broker creates it.
+async fn setup() -> Setup {
+    let s = operator_setup("leash.sqlite.toml").await;
+    std::fs::remove_dir(s.dir.path().join("state")).unwrap();
+    s
 }
 
 /// A running `serve`, killed on drop.
 struct Served {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
+    p: Running,
     addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Served {
     /// Standard error without colour sequences.
     fn stderr(&self) -> String {
-        strip_ansi(&self.stderr.lock().unwrap())
+        self.p.stderr()
     }
-}
-
-/// Removes terminal colour sequences (`ESC [ ... m`) from log text.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn spawn(s: &Setup, env: &[(&str, &str)]) -> (Child, Arc<Mutex<String>>) {
-    let mut c = broker_command(&["serve", "--config"]);
-    c.arg(&s.config)
-        .env("LEASH_SERVER__LISTEN", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let buf = stderr.clone();
-    let pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(pipe);
-        let mut line = String::new();
-        while matches!(r.read_line(&mut line), Ok(n) if n > 0) {
-            buf.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    (child, stderr)
 }
 
 /// `serve` with `env`; waits for it to listen.
 async fn serve(s: &Setup, env: &[(&str, &str)]) -> Served {
-    let (child, stderr) = spawn(s, env);
-    let mut served = Served {
-        child,
-        stderr,
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-    };
-    let listening = eventually(BOUND, || {
-        let log = served.stderr();
-        async move { log.contains("leash-broker listening") }
-    })
-    .await;
-    assert!(listening, "serve never listened:\n{}", served.stderr());
-    let log = served.stderr();
-    let line = log
-        .lines()
-        .find(|l| l.contains("leash-broker listening"))
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))
-        .unwrap_or_else(|| panic!("no addr= in {line:?}"));
-    served.addr = addr.parse().unwrap();
-    served
+    let (p, url) = s.serve(env).await;
+    let addr = url.trim_start_matches("http://").parse().unwrap();
+    Served { p, addr }
 }
 
 /// `serve` that must fail; returns its exit code and standard error.
 async fn serve_fails(s: &Setup, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let (mut child, stderr) = spawn(s, env);
-    let mut code = None;
-    let exited = eventually(BOUND, || {
-        if code.is_none() {
-            code = child.try_wait().unwrap().map(|st| st.code());
-        }
-        let done = code.is_some();
-        async move { done }
-    })
-    .await;
-    if !exited {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    assert!(
-        exited,
-        "serve kept running:\n{}",
-        stderr.lock().unwrap().clone()
-    );
-    // Let the reader drain the pipe.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = strip_ansi(&stderr.lock().unwrap());
-    (code.flatten(), text)
+    let r = run(s.broker(&["serve"], env)).await;
+    (r.code, r.stderr)
 }
 
 /// A TCP connection to `to` from the loopback address `from`.
@@ -287,7 +142,7 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
-    let s = setup();
+    let s = setup().await;
     let served = serve(
         &s,
         &[
@@ -400,7 +255,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_from_one_address_leaves_another_served() {
-    let s = setup();
+    let s = setup().await;
     let served = serve(
         &s,
         &[
@@ -473,7 +328,7 @@ async fn a_connection_flood_from_one_address_leaves_another_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_refuses_exposed_key_files_and_sqlite_files_are_private() {
-    let s = setup();
+    let s = setup().await;
     let hash_key = s.keys.join("hash.key");
     assert_eq!(mode(&hash_key), 0o600, "keygen writes 0600");
     std::fs::set_permissions(&hash_key, std::fs::Permissions::from_mode(0o644)).unwrap();

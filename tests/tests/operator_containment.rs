@@ -11,7 +11,7 @@
 use leash_client::{IdentityRef, QuarantineRequest};
 use leash_domain::audit::{AuditEvent, Decision};
 use leash_domain::detection::{Detection, Subject};
-use leash_domain::{CommitUnit, Mutation};
+use leash_domain::{Clock, CommitUnit, Mutation};
 use leash_tests::{Db, TestBroker, bin_dir, dual, run_tool};
 use serde_json::{Value, json};
 
@@ -23,7 +23,8 @@ dual!(
 );
 
 /// The dev issuer's `iss`: what a test login attests.
-const ISSUER: &str = leash_attest::DevIssuer::ISSUER;
+/// The issuer a dev token records: the issuer's name in the configuration.
+const ISSUER: &str = "dev";
 
 fn who(workload: &str) -> IdentityRef {
     IdentityRef {
@@ -90,7 +91,7 @@ async fn a_quarantine_refuses_logins_until_released(db: Db) {
     // Logins of the identity are refused like any failed login; other
     // workloads log in; the open session is the revoke endpoint's to end.
     assert_eq!(login_status(&b, "payments-api").await, 400);
-    assert_eq!(login_status(&b, "reporting-job").await, 200);
+    assert_eq!(login_status(&b, "reporting-agent").await, 200);
     assert!(open.kv_read("secret", "payments/db", None).await.is_ok());
 
     assert_eq!(op.release(&who("payments-api")).await.unwrap(), 1);
@@ -176,7 +177,8 @@ async fn a_quarantine_for_a_while_ends_by_itself(db: Db) {
 /// A detection of `workload`, committed straight through the store as a
 /// detector's consequence would be.
 async fn record_detection(b: &TestBroker, n: usize, workload: &str) -> Detection {
-    let at = b.clock.now();
+    // Microseconds: what both stores keep.
+    let at = chrono::SubsecRound::trunc_subsecs(b.clock.now(), 6);
     let d = Detection {
         id: format!("det_test_{n}"),
         at,
@@ -190,7 +192,7 @@ async fn record_detection(b: &TestBroker, n: usize, workload: &str) -> Detection
         summary: format!("{n} paths probed"),
         evidence: vec![format!("req-{n}-a"), format!("req-{n}-b")],
         responses: vec!["revoke".into(), "quarantine".into()],
-        dry_run: n % 2 == 0,
+        dry_run: n.is_multiple_of(2),
         paths: vec!["secret/data/payments/admin/".into()],
     };
     let event = AuditEvent {
