@@ -179,6 +179,7 @@ impl App {
             guards,
             detectors,
             connections: Default::default(),
+            limits: crate::limits::Limiter::new(&settings.limits),
         });
 
         let listener = TcpListener::bind(settings.server.listen)

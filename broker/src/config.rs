@@ -18,10 +18,12 @@ use leash_backend::{MountCommon, MountRefusal};
 use serde::Deserialize;
 
 mod alerts;
+mod limits;
 mod mounts;
 mod server;
 
 pub use self::alerts::{AlertSettings, WebhookSettings};
+pub use self::limits::{LimitSettings, RateSetting};
 pub use self::mounts::MountSettings;
 pub use self::server::ServerSettings;
 pub use leash_backend::{MountKind, MountKindName};
@@ -82,6 +84,9 @@ pub struct Settings {
     /// `[alerts]`: where detections are delivered.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// `[limits]`: rate limits per source address and per identity.
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 /// `[store]`
@@ -398,6 +403,7 @@ impl Settings {
             return Err("audit.max_batch must be at least 1".into());
         }
         self.server.validate()?;
+        self.limits.check()?;
         self.alerts.check()
     }
 }

@@ -117,6 +117,7 @@ pub fn dev_settings(data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Setti
         },
         issuers: vec![issuer.issuer_config()],
         alerts: Default::default(),
+        limits: Default::default(),
         mounts: vec![MountSettings {
             path: DEV_MOUNT.into(),
             kind: MountKind::Builtin(Default::default()),

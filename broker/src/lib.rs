@@ -20,8 +20,10 @@ pub mod dev;
 pub mod files;
 pub mod http;
 pub mod lease;
+pub mod limits;
 pub mod policies;
 pub mod service;
+mod sharded;
 pub mod telemetry;
 pub mod wire;
 

@@ -373,3 +373,306 @@ async fn start_up_refuses_exposed_key_files_and_sqlite_files_are_private() {
     }
     assert!(seen >= 2, "the WAL files exist while the store is open");
 }
+
+/// A workload `name` logging in with `sub = name` that may read and write
+/// `secret/rl/*`, written into the setup's policy directory.
+fn rl_workload(s: &Setup, name: &str) {
+    std::fs::write(
+        s.policies.join(format!("{name}.toml")),
+        format!(
+            "name = \"{name}\"\n\n[login]\nmethod = \"jwt\"\nissuer = \"dev\"\n\n\
+             [login.bound_claims]\nsub = \"{name}\"\n\n[lease]\nttl = \"5m\"\nmax_ttl = \"1h\"\n\n\
+             [[scope]]\npath = \"secret/rl/*\"\ncapabilities = [\"read\", \"create\", \"update\"]\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// An HTTP client whose connections come from the loopback address `from`.
+fn client_from(from: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// `POST auth/jwt/login` for `role` with `jwt`: the status, `Retry-After`
+/// and the body.
+async fn login(
+    c: &reqwest::Client,
+    to: SocketAddr,
+    role: &str,
+    jwt: &str,
+) -> (u16, Option<String>, Value) {
+    let r = c
+        .post(format!("http://{to}/v1/auth/jwt/login"))
+        .json(&serde_json::json!({ "role": role, "jwt": jwt }))
+        .send()
+        .await
+        .unwrap();
+    answer(r).await
+}
+
+/// The status, `Retry-After` and JSON body of `r`.
+async fn answer(r: reqwest::Response) -> (u16, Option<String>, Value) {
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = r.json::<Value>().await.unwrap_or(Value::Null);
+    (status, retry, body)
+}
+
+/// A token for `role`, logged in from `from`.
+async fn token_of(s: &Setup, to: SocketAddr, from: [u8; 4], role: &str) -> String {
+    let (status, _, body) = login(&client_from(from), to, role, &s.jwt(role)).await;
+    assert_eq!(status, 200, "{body}");
+    body["auth"]["client_token"].as_str().unwrap().to_owned()
+}
+
+/// Audit events of the broker at `to` whose status is `status`.
+async fn audited_with_status(s: &Setup, to: SocketAddr, status: u16) -> Vec<Value> {
+    let c = client_from([127, 0, 0, 3]);
+    let mut out = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let page: Value = c
+            .get(format!(
+                "http://{to}/v1/leash/audit?after={after}&limit=1000"
+            ))
+            .header("X-Vault-Token", &s.operator_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["data"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // Each page's own request is audited too: a short page is the end.
+        let full = events.len() == 1000;
+        if let Some(last) = events.last() {
+            after = last["seq"].as_i64().unwrap();
+        }
+        out.extend(events.into_iter().filter(|e| e["status"] == status));
+        if !full {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identitys_read_flood_meets_429_while_another_identity_reads_on() {
+    let s = setup().await;
+    rl_workload(&s, "flooder");
+    rl_workload(&s, "neighbour");
+    let served = serve(
+        &s,
+        &[(
+            "LEASH_LIMITS__REQUESTS_PER_IDENTITY",
+            "{ per_second = 20, burst = 40 }",
+        )],
+    )
+    .await;
+    let addr = served.addr;
+    let flooder = token_of(&s, addr, [127, 0, 0, 1], "flooder").await;
+    let neighbour = token_of(&s, addr, [127, 0, 0, 2], "neighbour").await;
+    let url = format!("http://{addr}/v1/secret/data/rl/db");
+    let c2 = client_from([127, 0, 0, 2]);
+    let w = c2
+        .post(&url)
+        .header("X-Vault-Token", &neighbour)
+        .json(&serde_json::json!({ "data": { "password": "p" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(w.status().as_u16(), 200);
+
+    // The flood: 8 connections reading as fast as they can for 3 s.
+    let started = Instant::now();
+    let flood_for = Duration::from_secs(3);
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (url, token) = (url.clone(), flooder.clone());
+        flood.spawn(async move {
+            let c = client_from([127, 0, 0, 1]);
+            let (mut ok, mut limited, mut retry_after) = (0u64, 0u64, Vec::new());
+            while started.elapsed() < flood_for {
+                let r = c
+                    .get(&url)
+                    .header("X-Vault-Token", &token)
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, retry, body) = answer(r).await;
+                match status {
+                    200 => ok += 1,
+                    429 => {
+                        limited += 1;
+                        assert_eq!(
+                            body["errors"][0],
+                            "rate limit exceeded: too many requests of this identity"
+                        );
+                        retry_after.push(retry.expect("Retry-After on a 429"));
+                    }
+                    other => panic!("flood read answered {other}: {body}"),
+                }
+            }
+            (ok, limited, retry_after)
+        });
+    }
+    // Meanwhile the neighbour reads ten times a second, within its own
+    // limit: every read is served, promptly.
+    let mut slowest = Duration::ZERO;
+    let mut served_reads = 0;
+    while started.elapsed() < flood_for {
+        let t = Instant::now();
+        let r = c2
+            .get(&url)
+            .header("X-Vault-Token", &neighbour)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = answer(r).await;
+        assert_eq!(status, 200, "the neighbour was refused: {body}");
+        assert_eq!(body["data"]["data"]["password"], "p");
+        slowest = slowest.max(t.elapsed());
+        served_reads += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (mut ok, mut limited) = (0, 0);
+    while let Some(r) = flood.join_next().await {
+        let (o, l, retry) = r.unwrap();
+        ok += o;
+        limited += l;
+        for v in retry {
+            let secs: u64 = v.parse().expect("Retry-After in whole seconds");
+            assert!((1..=2).contains(&secs), "Retry-After {secs}");
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    assert!(served_reads >= 20, "{served_reads} neighbour reads");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a neighbour read took {slowest:?} during the flood"
+    );
+    // The burst, then 20 a second (and a little slack for the clock).
+    let bound = 40.0 + 20.0 * took + 5.0;
+    assert!(
+        (ok as f64) <= bound,
+        "{ok} flood reads served, bound {bound}"
+    );
+    assert!(
+        ok >= 40,
+        "{ok} flood reads served: the burst was not honoured"
+    );
+    assert!(limited > 0, "the flood never met the limit");
+
+    // Every 429 was audited, with the limit that refused it, and counted.
+    let audited = audited_with_status(&s, addr, 429).await;
+    assert_eq!(audited.len() as u64, limited, "429s audited");
+    for e in &audited {
+        assert_eq!(e["decision"], "denied", "{e}");
+        let reason = e["reason"].as_str().unwrap();
+        assert!(reason.contains("limits.requests_per_identity"), "{reason}");
+        assert_eq!(e["workload"], "flooder", "{e}");
+    }
+    let data = status_data(&served, &s.operator_token).await;
+    assert_eq!(data["limited"]["requests_per_identity"], limited, "{data}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_meet_the_source_limit_before_the_proof_and_the_identity_limit_after() {
+    let s = setup().await;
+    rl_workload(&s, "flooder");
+    rl_workload(&s, "neighbour");
+    let served = serve(
+        &s,
+        &[
+            (
+                "LEASH_LIMITS__LOGINS_PER_SOURCE",
+                "{ per_second = 0.1, burst = 6 }",
+            ),
+            (
+                "LEASH_LIMITS__LOGINS_PER_IDENTITY",
+                "{ per_second = 0.1, burst = 3 }",
+            ),
+        ],
+    )
+    .await;
+    let addr = served.addr;
+    let c1 = client_from([127, 0, 0, 1]);
+    let jwt = s.jwt("flooder");
+    // One identity: its burst of three, then 429 (the proof was good).
+    for _ in 0..3 {
+        assert_eq!(login(&c1, addr, "flooder", &jwt).await.0, 200);
+    }
+    let (status, retry, body) = login(&c1, addr, "flooder", &jwt).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        body["errors"][0],
+        "rate limit exceeded: too many logins of this identity"
+    );
+    assert_eq!(retry.as_deref(), Some("10"));
+    // Another identity from the same address still logs in: the address
+    // has 6, and has spent 4.
+    assert_eq!(
+        login(&c1, addr, "neighbour", &s.jwt("neighbour")).await.0,
+        200
+    );
+    assert_eq!(
+        login(&c1, addr, "neighbour", &s.jwt("neighbour")).await.0,
+        200
+    );
+    // The address's bucket is empty: even a good login is refused, and so
+    // is a bad one, before its signature is looked at.
+    let (status, _, body) = login(&c1, addr, "neighbour", &s.jwt("neighbour")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        body["errors"][0],
+        "rate limit exceeded: too many logins from this address"
+    );
+    let (status, _, _) = login(&c1, addr, "neighbour", "not.a.jwt").await;
+    assert_eq!(status, 429);
+
+    // Another address: bad logins are refused as bad (400) up to its
+    // burst, then 429 — a flood of bad proofs costs no signature check.
+    let c2 = client_from([127, 0, 0, 2]);
+    for _ in 0..6 {
+        assert_eq!(login(&c2, addr, "neighbour", "not.a.jwt").await.0, 400);
+    }
+    assert_eq!(login(&c2, addr, "neighbour", "not.a.jwt").await.0, 429);
+
+    // Reads are another bucket: the flooder's tokens still read.
+    let token = token_of(&s, addr, [127, 0, 0, 3], "neighbour").await;
+    let r = client_from([127, 0, 0, 3])
+        .get(format!("http://{addr}/v1/secret/data/rl/nothing"))
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Each 429 is audited with the limit that refused it.
+    let audited = audited_with_status(&s, addr, 429).await;
+    let reasons: Vec<&str> = audited
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].contains("limits.logins_per_identity"),
+        "{reasons:?}"
+    );
+    for r in &reasons[1..] {
+        assert!(r.contains("limits.logins_per_source"), "{reasons:?}");
+    }
+    let data = status_data(&served, &s.operator_token).await;
+    assert_eq!(data["limited"]["logins_per_identity"], 1, "{data}");
+    assert_eq!(data["limited"]["logins_per_source"], 3, "{data}");
+}

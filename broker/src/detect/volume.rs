@@ -16,17 +16,13 @@
 //! evicted first); the same burst reported more than once per window.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
-use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use leash_domain::detection::Subject;
 
 use super::{Detector, Finding, Observation};
+use crate::sharded::Sharded;
 
-/// Shards of the map: requests of different identities rarely meet on one
-/// lock.
-const SHARDS: usize = 32;
 /// Identities tracked at most, over all shards.
 const MAX_TRACKED: usize = 100_000;
 /// The newest window's weight in the baseline.
@@ -48,15 +44,13 @@ struct Rate {
 /// The detector.
 #[derive(Debug)]
 pub struct Volume {
-    shards: Vec<Mutex<HashMap<Subject, Rate>>>,
-    hasher: std::collections::hash_map::RandomState,
+    rates: Sharded<Subject, Rate>,
 }
 
 impl Default for Volume {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            rates: Sharded::new(MAX_TRACKED),
         }
     }
 }
@@ -76,28 +70,27 @@ impl Detector for Volume {
             return Vec::new();
         };
         let now = o.event.time;
-        let crossed = {
-            let shard = &self.shards[(self.hasher.hash_one(subject) as usize) % SHARDS];
-            // A poisoned shard only ever held counts: carry on with them.
-            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            if !map.contains_key(subject) && map.len() >= MAX_TRACKED / SHARDS {
-                evict_idle(&mut map, now, window);
-            }
-            let rate = map.entry(subject.clone()).or_insert(Rate {
-                window_start: now,
-                count: 0,
-                baseline: None,
-                reported: false,
-            });
-            advance(rate, now, window);
-            rate.count += 1;
-            let over = exceeds(rate, u64::from(rule.min_requests), f64::from(rule.factor));
-            let first = over && !rate.reported;
-            if first {
-                rate.reported = true;
-            }
-            first.then_some(*rate)
+        let fresh = || Rate {
+            window_start: now,
+            count: 0,
+            baseline: None,
+            reported: false,
         };
+        let crossed = self.rates.with(
+            subject,
+            fresh,
+            |map| evict_idle(map, now, window),
+            |rate| {
+                advance(rate, now, window);
+                rate.count += 1;
+                let over = exceeds(rate, u64::from(rule.min_requests), f64::from(rule.factor));
+                let first = over && !rate.reported;
+                if first {
+                    rate.reported = true;
+                }
+                first.then_some(*rate)
+            },
+        );
         let Some(rate) = crossed else {
             return Vec::new();
         };

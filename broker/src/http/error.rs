@@ -27,6 +27,7 @@ impl ServiceError {
             | ServiceError::NoOperatorEndpoint => 404,
             ServiceError::MethodNotAllowed(_) => 405,
             ServiceError::BodyTooLarge => 413,
+            ServiceError::RateLimited(_) => 429,
             ServiceError::Upstream(why) => not_applied_status(IfNotApplied::Denied, *why),
             ServiceError::NotApplied { planned, why } => not_applied_status(*planned, *why),
             ServiceError::Unavailable { .. }
@@ -45,6 +46,9 @@ impl ServiceError {
             ServiceError::Upstream(why) => vec![IfNotApplied::Denied.shown_for(*why).into()],
             ServiceError::NotApplied { planned, why } => vec![planned.shown_for(*why).into()],
             ServiceError::BadGateway(_) => vec!["secret store error".into()],
+            ServiceError::RateLimited(l) => {
+                vec![format!("rate limit exceeded: {}", l.limit.shown())]
+            }
             ServiceError::NamespaceNotFound
             | ServiceError::NoRoute(_)
             | ServiceError::NoOperatorEndpoint
@@ -54,6 +58,15 @@ impl ServiceError {
             | ServiceError::Unavailable { .. }
             | ServiceError::TimedOut
             | ServiceError::AuditUnavailable(_) => vec![self.to_string()],
+        }
+    }
+
+    /// The seconds a caller should wait before it retries (`Retry-After`),
+    /// for a refusal that says.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::RateLimited(l) => Some(l.retry_after_secs),
+            _ => None,
         }
     }
 

@@ -109,7 +109,12 @@ async fn handle(State(state): State<HttpState>, req: Request) -> Response {
             Ok(reply) => render(reply),
             Err(e) => {
                 e.log();
-                render(e.reply())
+                let mut resp = render(e.reply());
+                if let Some(secs) = e.retry_after() {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                resp
             }
         }
     }

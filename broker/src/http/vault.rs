@@ -44,6 +44,13 @@ fn cleaned(raw: &str, query: Option<&str>) -> String {
     cleaned
 }
 
+/// Whether `segments` name a login (`auth/<mount>/login` of a served
+/// method).
+fn is_login(b: &Broker, segments: &[String]) -> bool {
+    matches!(segments, [auth, mount, login]
+        if auth == "auth" && login == "login" && b.logins.get(mount).is_some())
+}
+
 /// Routes one request to its handler.
 pub(crate) async fn route(
     b: &Broker,
@@ -66,7 +73,16 @@ pub(crate) async fn route(
     {
         return Err(ServiceError::NamespaceNotFound);
     }
-    let path = match canonicalize(raw) {
+    let path = canonicalize(raw);
+    // Every routed request draws on its source's bucket before any work:
+    // a login on the logins', anything else (a path that does not
+    // canonicalize too) on the requests'.
+    let now = std::time::Instant::now();
+    match &path {
+        Ok(p) if is_login(b, p.segments()) => b.limits.login_from(inc.peer, now)?,
+        _ => b.limits.request_from(inc.peer, now)?,
+    }
+    let path = match path {
         Ok(p) => p,
         Err(PathError::EmptySegment { .. }) => {
             rec.op("redirect");

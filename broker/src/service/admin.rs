@@ -187,6 +187,7 @@ impl Broker {
             sessions: self.session_status(),
             commits: self.commit_status(),
             connections: self.connections.status(),
+            limited: self.limits.counts(),
         };
         Ok(Pending::reply(Reply::json(
             200,

@@ -15,6 +15,7 @@ use leash_domain::audit::escape_untrusted;
 use leash_policy::Denial;
 
 use crate::attest::{SessionError, SessionRefusal};
+use crate::limits::Limited;
 
 /// Boxed cause of a dependency failure, logged once at the edge.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -89,6 +90,16 @@ pub enum ServiceError {
     /// The secret store answered something unusable (502).
     #[error("secret store error: {0}")]
     BadGateway(Cause),
+    /// Over a rate limit of `[limits]` (429, with `Retry-After`); refused
+    /// before the work the limit protects (a signature check, a token
+    /// lookup, a read).
+    #[error(
+        "rate limit exceeded: {} (limits.{}); retry after {}s",
+        .0.limit.shown(),
+        .0.limit.name(),
+        .0.retry_after_secs
+    )]
+    RateLimited(Limited),
     /// The handler did not finish within `server.handler_timeout` (503);
     /// what it had begun upstream may or may not have taken effect, and
     /// nothing was handed out.
@@ -232,6 +243,7 @@ impl ServiceError {
             ServiceError::BadGateway(_) => "bad_gateway",
             ServiceError::AuditUnavailable(_) => "audit_unavailable",
             ServiceError::TimedOut => "timeout",
+            ServiceError::RateLimited(_) => "rate_limited",
         }
     }
 
@@ -254,6 +266,12 @@ impl ServiceError {
 impl From<Denied> for ServiceError {
     fn from(d: Denied) -> Self {
         ServiceError::Denied(d)
+    }
+}
+
+impl From<Limited> for ServiceError {
+    fn from(l: Limited) -> Self {
+        ServiceError::RateLimited(l)
     }
 }
 

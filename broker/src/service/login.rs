@@ -158,6 +158,12 @@ impl Broker {
             rec.attestation(a);
         }
         let a = attested?;
+        self.limits.login_of(
+            &a.workload.name,
+            &a.issuer,
+            &a.subject,
+            std::time::Instant::now(),
+        )?;
         a.workload
             .check_conditions(req.inc.peer, req.now)
             .map_err(|d| ServiceError::bad_request(format!("login refused: {d}")))?;

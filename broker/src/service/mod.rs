@@ -37,6 +37,7 @@ use crate::attest::{Session, Sessions};
 use crate::audit::{Committer, Record};
 use crate::detect::{Detectors, History, Observation, Refusal as Refused};
 use crate::lease::fanout;
+use crate::limits::Limiter;
 use crate::policies::PolicyHandle;
 use crate::wire::Reply;
 use leash_domain::detection::Subject;
@@ -68,6 +69,8 @@ pub struct Broker {
     pub(crate) detectors: Detectors,
     /// What the HTTP edge counts about connections.
     pub(crate) connections: Arc<ConnectionStats>,
+    /// The rate limits of `[limits]`.
+    pub(crate) limits: Limiter,
 }
 
 impl std::fmt::Debug for Broker {
@@ -95,16 +98,25 @@ impl Broker {
     }
 
     /// Resolves the caller's token to a live session (see
-    /// [`Sessions::resolve`]); every refusal is 403.
+    /// [`Sessions::resolve`]; every refusal is 403), and draws on its
+    /// identity's rate limit (429).
     pub(crate) async fn session(
         &self,
         req: &Req<'_>,
         rec: &mut Record,
     ) -> Result<Session, ServiceError> {
-        Ok(self
+        let s = self
             .sessions
             .resolve(req.inc.token.as_ref(), req.inc.peer, req.now, rec)
-            .await?)
+            .await?;
+        let t = &s.token;
+        self.limits.request_of(
+            &t.workload,
+            &t.issuer,
+            &t.subject,
+            std::time::Instant::now(),
+        )?;
+        Ok(s)
     }
 
     /// The KV version clients see at `mount`, if it is a mount.

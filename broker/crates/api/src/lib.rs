@@ -21,7 +21,8 @@ pub use containment::{
 };
 pub use revoke::{RevokeRequest, RevokeTarget, Revoked};
 pub use status::{
-    CommitPaths, CommitStatus, ConnectionStatus, MountHealth, MountStatus, SessionStatus, Status,
+    CommitPaths, CommitStatus, ConnectionStatus, LimitedStatus, MountHealth, MountStatus,
+    SessionStatus, Status,
 };
 
 use serde::{Deserialize, Deserializer};

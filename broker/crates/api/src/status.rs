@@ -48,6 +48,24 @@ pub struct Status {
     /// This replica's connections and the bounds they met.
     #[serde(default)]
     pub connections: ConnectionStatus,
+    /// Requests this replica answered 429, by the limit they met.
+    #[serde(default)]
+    pub limited: LimitedStatus,
+}
+
+/// Requests refused by each rate limit of `[limits]` on the replica that
+/// answered ([`Status::limited`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitedStatus {
+    /// By `limits.logins_per_source`.
+    pub logins_per_source: u64,
+    /// By `limits.logins_per_identity`.
+    pub logins_per_identity: u64,
+    /// By `limits.requests_per_source`.
+    pub requests_per_source: u64,
+    /// By `limits.requests_per_identity`.
+    pub requests_per_identity: u64,
 }
 
 /// The connections of the replica that answered ([`Status::connections`]).

@@ -31,7 +31,9 @@ fn status_round_trips_every_field_the_broker_sends() {
         "commits": {"batches": 1, "flushes": 1, "units": 2, "failures": 0,
             "paths": {"one_statement": 1, "general": 0, "stale": 0}},
         "connections": {"open": 3, "refused_overall": 0, "refused_per_peer": 7,
-            "timed_out": 2, "handler_timeouts": 1}
+            "timed_out": 2, "handler_timeouts": 1},
+        "limited": {"logins_per_source": 1, "logins_per_identity": 2,
+            "requests_per_source": 3, "requests_per_identity": 4}
     });
     let s: Status = round_trip(v);
     assert_eq!(s.mounts[0].health, None);
@@ -39,6 +41,7 @@ fn status_round_trips_every_field_the_broker_sends() {
     assert_eq!(s.commits.paths.one_statement, 1);
     assert!(s.sessions.listening);
     assert_eq!(s.connections.refused_per_peer, 7);
+    assert_eq!(s.limited.requests_per_identity, 4);
 }
 
 #[test]
@@ -54,6 +57,7 @@ fn status_from_an_older_broker_still_reads() {
     assert_eq!(s.sessions, SessionStatus::default());
     assert_eq!(s.commits, CommitStatus::default());
     assert_eq!(s.connections, ConnectionStatus::default());
+    assert_eq!(s.limited, LimitedStatus::default());
 }
 
 #[test]
